@@ -1,0 +1,71 @@
+"""Dense layer kernels: GEMM on BLAS with bias and activation fused into the
+epilogue, and the matching backward pass."""
+
+import numpy as np
+from numba import njit
+
+from nkeras.kernels.codes import LINEAR, SOFTMAX
+from nkeras.kernels.cpu.activation import _act, _act_grad
+
+
+@njit(cache=True)
+def dense_forward(x, w, b, code, alpha, z, y):
+    """``z = x @ w + b`` and ``y = act(z)``.
+
+    x: (rows, in), w: (in, units), b: (units,); z, y: (rows, units) outputs.
+    ``z`` may be the same array as ``y`` when the activation is linear.
+    """
+    np.dot(x, w, z)
+    rows, units = z.shape
+    for i in range(rows):
+        for j in range(units):
+            z[i, j] += b[j]
+        if code == LINEAR:
+            for j in range(units):
+                y[i, j] = z[i, j]
+        elif code == SOFTMAX:
+            peak = z[i, 0]
+            for j in range(1, units):
+                peak = max(peak, z[i, j])
+            total = 0.0
+            for j in range(units):
+                e = np.exp(z[i, j] - peak)
+                y[i, j] = e
+                total += e
+            inv = 1.0 / total
+            for j in range(units):
+                y[i, j] *= inv
+        else:
+            for j in range(units):
+                y[i, j] = _act(z[i, j], code, alpha)
+
+
+@njit(cache=True)
+def dense_backward(x, w, z, y, dy, code, alpha, dz, dw, db, dx, need_dx):
+    """Gradients of ``y = act(x @ w + b)``.
+
+    Writes ``dz = dy * act'(z)``, ``dw = x.T @ dz``, ``db = sum(dz, rows)``
+    and, when ``need_dx``, ``dx = dz @ w.T``. ``dz`` may be ``dy`` itself
+    when the activation is linear.
+    """
+    rows, units = dy.shape
+    for j in range(units):
+        db[j] = 0.0
+    for i in range(rows):
+        if code == LINEAR:
+            for j in range(units):
+                dz[i, j] = dy[i, j]
+        elif code == SOFTMAX:
+            dot = 0.0
+            for j in range(units):
+                dot += dy[i, j] * y[i, j]
+            for j in range(units):
+                dz[i, j] = y[i, j] * (dy[i, j] - dot)
+        else:
+            for j in range(units):
+                dz[i, j] = dy[i, j] * _act_grad(z[i, j], y[i, j], code, alpha)
+        for j in range(units):
+            db[j] += dz[i, j]
+    np.dot(x.T, dz, dw)
+    if need_dx:
+        np.dot(dz, w.T, dx)

@@ -1,0 +1,27 @@
+"""The CPU device: arrays are NumPy arrays, ops are ``@njit`` kernels."""
+
+import numpy as np
+
+from nkeras.backend.kernel_set import KernelSet
+
+
+class CpuDevice:
+    name = "cpu"
+
+    def __init__(self):
+        self.ops = KernelSet("nkeras.kernels.cpu")
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+    def to_device(self, host_array):
+        return np.ascontiguousarray(host_array)
+
+    def to_host(self, array):
+        return np.array(array, copy=True)
+
+    def synchronize(self):
+        pass

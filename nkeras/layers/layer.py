@@ -1,0 +1,273 @@
+"""The ``Layer`` base class, ``InputLayer`` and ``Input``.
+
+A layer is configured in ``__init__``, creates its weights in
+``build(input_shape)`` and records a graph node when called on symbolic
+tensors. It computes with kernels through the execution context it is
+given, so one class serves every device:
+
+- ``compute_output_shape(input_shape)``: the output shape (batch dim None).
+- ``state_shapes(input_shapes, training)``: extra per-node buffers the plan
+  allocates (a dropout mask, a pre-activation), by name.
+- ``forward(ctx, inputs, outputs, state)``: fill the preallocated outputs.
+- ``backward(ctx, inputs, outputs, state, output_grads, input_grads)``:
+  write each ``input_grads[i]`` that is not None, and the gradients of the
+  layer's trainable weights into ``variable.grad``.
+- ``output_is_view(training)``: True when the output is a reshaped view of
+  the input (the plan then runs no kernel for the layer).
+"""
+
+import re
+
+import numpy as np
+
+from nkeras import config
+from nkeras.graph import KerasTensor, Node
+from nkeras.variables import Variable
+from nkeras import initializers
+
+_NAME_COUNTS = {}
+
+
+def reset_names():
+    """Forget the names handed out so far (``keras.backend.clear_session``)."""
+    _NAME_COUNTS.clear()
+
+
+def unique_name(base):
+    count = _NAME_COUNTS.get(base, 0)
+    _NAME_COUNTS[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def _snake_case(name):
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def _is_symbolic(inputs):
+    if isinstance(inputs, KerasTensor):
+        return True
+    return isinstance(inputs, (list, tuple)) and len(inputs) > 0 and all(isinstance(t, KerasTensor) for t in inputs)
+
+
+class Layer:
+    """Base class of every layer.
+
+    Args:
+        trainable: whether the layer's weights are updated by training.
+        name: a unique name; derived from the class name when omitted.
+        dtype: the dtype of weights and outputs (``floatx()`` by default).
+        input_shape: legacy Keras way to give the first layer of a
+            ``Sequential`` its input shape (without the batch dimension).
+    """
+
+    def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) {sorted(kwargs)}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
+        self.name = name or unique_name(_snake_case(type(self).__name__))
+        self.trainable = trainable
+        self.dtype = np.dtype(dtype or config.floatx())
+        self.built = False
+        self._weights = []
+        self._inbound_nodes = []
+        self._input_shape_arg = None if input_shape is None else (None,) + tuple(input_shape)
+
+    # ---- weights -------------------------------------------------------
+
+    def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True, dtype=None):
+        """Create a weight of ``shape`` filled by ``initializer``; returns its Variable."""
+        dtype = np.dtype(dtype or self.dtype)
+        value = initializers.get(initializer)(tuple(shape), dtype)
+        variable = Variable(value, name or f"variable_{len(self._weights)}", trainable=trainable)
+        self._weights.append(variable)
+        return variable
+
+    @property
+    def weights(self):
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self._weights if w.trainable] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return list(self._weights)
+        return [w for w in self._weights if not w.trainable]
+
+    def get_weights(self):
+        """The weights' values as NumPy arrays, in creation order."""
+        return [w.numpy() for w in self._weights]
+
+    def set_weights(self, weights):
+        """Set the weights from a list of arrays in ``get_weights`` order."""
+        weights = list(weights)
+        if len(weights) != len(self._weights):
+            raise ValueError(
+                f"Layer '{self.name}' expects {len(self._weights)} weight arrays, got {len(weights)}"
+            )
+        for variable, value in zip(self._weights, weights):
+            value = np.asarray(value)
+            if value.shape != variable.shape:
+                raise ValueError(
+                    f"Layer '{self.name}': weight '{variable.name}' has shape {variable.shape}, "
+                    f"got an array of shape {value.shape}"
+                )
+        for variable, value in zip(self._weights, weights):
+            variable.assign(value)
+
+    def count_params(self):
+        """The number of scalars in the layer's weights."""
+        if not self.built:
+            raise ValueError(f"Layer '{self.name}' is not built yet, so its weights do not exist")
+        return int(sum(np.prod(w.shape) for w in self._weights))
+
+    # ---- graph -----------------------------------------------------------
+
+    def build(self, input_shape):
+        """Create the weights for inputs of ``input_shape``."""
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def __call__(self, inputs, **kwargs):
+        if kwargs:
+            raise TypeError(f"Layer '{self.name}': unexpected call argument(s) {sorted(kwargs)}")
+        if _is_symbolic(inputs):
+            return self._call_symbolic(inputs)
+        return self._call_eager(inputs)
+
+    def _call_symbolic(self, inputs):
+        tensors = [inputs] if isinstance(inputs, KerasTensor) else list(inputs)
+        shapes = tensors[0].shape if isinstance(inputs, KerasTensor) else [t.shape for t in tensors]
+        if not self.built:
+            self.build(shapes)
+            self.built = True
+        self.check_input_shape(shapes)
+        output_shape = self.compute_output_shape(shapes)
+        multiple = isinstance(output_shape, list)
+        node = Node(self, tensors, output_shape if multiple else [output_shape])
+        return node.outputs if multiple else node.outputs[0]
+
+    def check_input_shape(self, input_shape):
+        """Raise a clear ValueError when ``input_shape`` does not fit the built layer."""
+
+    def _call_eager(self, inputs):
+        from nkeras.backend import get_device
+
+        arrays = [inputs] if not isinstance(inputs, (list, tuple)) else list(inputs)
+        try:
+            arrays = [np.ascontiguousarray(a, dtype=self.dtype) for a in arrays]
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"Layer '{self.name}': expected numeric arrays or KerasTensors, got {error}") from None
+        shapes = [(None,) + a.shape[1:] for a in arrays]
+        shape_arg = shapes[0] if len(arrays) == 1 else shapes
+        if not self.built:
+            self.build(shape_arg)
+            self.built = True
+        self.check_input_shape(shape_arg)
+        output_shape = self.compute_output_shape(shape_arg)
+        multiple = isinstance(output_shape, list)
+        batch = arrays[0].shape[0]
+        outputs = [np.empty((batch,) + tuple(s[1:]), self.dtype) for s in (output_shape if multiple else [output_shape])]
+        if self.output_is_view(False):
+            outputs = [arrays[0].reshape(outputs[0].shape).copy()]
+        else:
+            from nkeras.graph import ExecutionContext
+
+            context = ExecutionContext(get_device("cpu"), training=False)
+            state = {k: np.empty(s, self.dtype) for k, s in self.state_shapes([a.shape for a in arrays], False).items()}
+            self.forward(context, arrays, outputs, state)
+        return outputs if multiple else outputs[0]
+
+    # ---- execution contract ------------------------------------------------
+
+    def output_is_view(self, training):
+        return False
+
+    def state_shapes(self, input_shapes, training):
+        return {}
+
+    def forward(self, ctx, inputs, outputs, state):
+        raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) has no forward kernel")
+
+    def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
+        raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) has no backward kernel")
+
+    # ---- config ----------------------------------------------------------
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype.name}
+
+    @classmethod
+    def from_config(cls, config_dict):
+        return cls(**config_dict)
+
+    @property
+    def input(self):
+        return self._node_tensor("inputs")
+
+    @property
+    def output(self):
+        return self._node_tensor("outputs")
+
+    def _node_tensor(self, which):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called, so it has no {which[:-1]}")
+        tensors = getattr(self._inbound_nodes[0], which)
+        return tensors[0] if len(tensors) == 1 else tensors
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+class InputLayer(Layer):
+    """The source of a model's input tensor.
+
+    Args:
+        shape: the input shape without the batch dimension.
+        batch_size: an optional fixed batch size (informational).
+        dtype: the input dtype (``floatx()`` by default).
+        name: the layer's name.
+    """
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, **kwargs):
+        super().__init__(name=name or unique_name("input_layer"), dtype=dtype, **kwargs)
+        if shape is None:
+            raise ValueError("InputLayer: `shape` is required, e.g. keras.Input(shape=(28, 28))")
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        for dim in shape:
+            if dim is not None and (not isinstance(dim, (int, np.integer)) or dim <= 0):
+                raise ValueError(f"Input '{self.name}': shape must hold positive integers, got {shape}")
+        if any(dim is None for dim in shape):
+            raise ValueError(
+                f"Input '{self.name}': nkeras plans fixed buffers, so every dimension but the batch "
+                f"must be known; got shape {shape}"
+            )
+        self.batch_shape = (batch_size,) + shape
+        self.built = True
+        Node(self, [], [(None,) + shape])
+
+    def get_config(self):
+        return {"batch_shape": self.batch_shape, "dtype": self.dtype.name, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config_dict):
+        batch_shape = config_dict["batch_shape"]
+        return cls(shape=batch_shape[1:], batch_size=batch_shape[0], dtype=config_dict.get("dtype"), name=config_dict["name"])
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None):
+    """A symbolic input tensor, the start of a functional model.
+
+    Args:
+        shape: the shape of one sample, e.g. ``(28, 28)``.
+        batch_size: optional fixed batch size.
+        dtype: the dtype the input is cast to (``floatx()`` by default).
+        name: a name for the input (used as the key for dict inputs).
+    """
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name).output
