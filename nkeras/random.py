@@ -11,7 +11,7 @@ import numpy as np
 _state = {"generator": np.random.default_rng()}
 
 
-def seed_everything(seed):
+def set_random_seed(seed):
     """Seed Python's ``random``, NumPy's global generator and nkeras's stream."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"set_random_seed: expected a non-negative integer seed, got {seed!r}")
