@@ -30,7 +30,7 @@ def to_array_list(data, tensors, what, dtype):
                 f"missing {missing}, unexpected {unknown}"
             )
         data = [data[n] for n in names]
-    elif isinstance(data, (list, tuple)) and len(tensors) > 1:
+    elif isinstance(data, (list, tuple)) and (len(tensors) > 1 or all(hasattr(d, "shape") for d in data)):
         data = list(data)
     else:
         data = [data]
@@ -84,7 +84,8 @@ class ArrayData:
         return [self.batch_size] * full + ([rest] if rest else [])
 
     def epoch(self, generator):
-        """Yield ``(rows, load)``; ``load(ops, x_bufs, y_bufs, sw_buf)`` fills the buffers."""
+        """Yield ``(rows, load)``; ``load(ops, x_bufs, y_bufs, sw_buf)`` fills
+        the buffers and says whether it wrote sample weights."""
         if self.shuffle:
             generator.shuffle(self.order)
         for start in range(0, self.size, self.batch_size):
@@ -99,6 +100,8 @@ class ArrayData:
                 ops.gather_rows(source, order, start, buf)
             if sw_buf is not None and self.sample_weight is not None:
                 ops.gather_rows(self.sample_weight, order, start, sw_buf)
+                return True
+            return False
 
         return load
 
@@ -151,6 +154,8 @@ class StreamData:
                     buf[...] = source.reshape(buf.shape)
                 if sw_buf is not None and weights is not None:
                     sw_buf[...] = weights
+                    return True
+                return False
 
             yield rows, load
         if self.is_dataset:

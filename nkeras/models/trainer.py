@@ -38,6 +38,7 @@ class _BoundPlan:
         self.y_bufs = [device.empty((rows,) + shape, dtype) for shape in model._target_shapes]
         self.y_flat = [b.reshape(rows, -1) for b in self.y_bufs]
         self.sample_weight = device.to_device(np.ones((rows, 1), dtype))
+        self.weighted = False
         self.ones = device.to_device(np.ones(rows, dtype))
         self.outputs = []
         self.expand = []
@@ -64,7 +65,11 @@ class _BoundPlan:
             self.outputs.append(binding)
 
     def load(self, ops, load):
-        load(ops, self.x_bufs, self.y_flat, self.sample_weight)
+        if load(ops, self.x_bufs, self.y_flat, self.sample_weight):
+            self.weighted = True
+        elif self.weighted:
+            self.sample_weight.fill(1.0)
+            self.weighted = False
         for target in self.expand:
             target[...] = self.sample_weight
 
@@ -433,7 +438,7 @@ class Trainer:
                     callback_list.on_train_batch_begin(step)
                 self._train_step(rows, load)
                 if batch_logs:
-                    callback_list.on_train_batch_end(step, self._logs())
+                    callback_list.on_train_batch_end(step, self._logs)
                 if self.stop_training:
                     break
             epoch_logs = self._logs()
@@ -476,7 +481,7 @@ class Trainer:
                 callback_list.on_test_batch_begin(step)
             self._test_step(rows, load)
             if batch_logs:
-                callback_list.on_test_batch_end(step, self._logs())
+                callback_list.on_test_batch_end(step, self._logs)
         logs = self._logs()
         callback_list.on_test_end(logs)
         return logs

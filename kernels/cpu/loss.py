@@ -1,0 +1,247 @@
+"""Loss kernels: one op per loss, each writing the weighted loss sum and the
+gradient with respect to the predictions in one pass.
+
+Every op is shaped ``name(y_true, y_pred, sample_weight, <params>, scale,
+grad, loss_sum)``:
+
+- ``y_pred``: (rows, cols); ``y_true``: the same shape, or (rows,) class ids
+  (as floats) for ``sparse_categorical_crossentropy``; ``sample_weight``:
+  (rows,); all of one float dtype.
+- ``loss_sum[0] = sum_i sample_weight[i] * loss_i`` (float64, written), where
+  ``loss_i`` is row ``i``'s loss reduced over the last axis as Keras 3 does
+  (a mean for mse, mae, huber and binary cross-entropy; a sum for the
+  categorical cross-entropies and KL divergence).
+- ``grad[i, j] = scale * sample_weight[i] * d loss_i / d y_pred[i, j]``
+  (written, not accumulated).
+
+Where Keras clips a probability to ``[epsilon, 1 - epsilon]`` the gradient is
+zero outside the open interval, as the clip makes it.
+"""
+
+import math
+
+from numba import njit
+
+from nkeras.kernels.cpu.activation import _sigmoid, _softplus
+
+
+@njit(cache=True, inline="always")
+def _clip(value, low, high):
+    return min(max(value, low), high)
+
+
+@njit(cache=True)
+def mean_squared_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
+    """``loss_i = mean_j (y_pred - y_true)^2``."""
+    rows, cols = y_pred.shape
+    inv_cols = 1.0 / cols
+    total = 0.0
+    for i in range(rows):
+        weight = float(sample_weight[i])
+        factor = 2.0 * scale * weight * inv_cols
+        row = 0.0
+        for j in range(cols):
+            error = float(y_pred[i, j]) - float(y_true[i, j])
+            row += error * error
+            grad[i, j] = factor * error
+        total += weight * row * inv_cols
+    loss_sum[0] = total
+
+
+@njit(cache=True)
+def mean_absolute_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
+    """``loss_i = mean_j |y_pred - y_true|``."""
+    rows, cols = y_pred.shape
+    inv_cols = 1.0 / cols
+    total = 0.0
+    for i in range(rows):
+        weight = float(sample_weight[i])
+        factor = scale * weight * inv_cols
+        row = 0.0
+        for j in range(cols):
+            error = float(y_pred[i, j]) - float(y_true[i, j])
+            row += abs(error)
+            grad[i, j] = factor if error > 0.0 else (-factor if error < 0.0 else 0.0)
+        total += weight * row * inv_cols
+    loss_sum[0] = total
+
+
+@njit(cache=True)
+def huber(y_true, y_pred, sample_weight, delta, scale, grad, loss_sum):
+    """``loss_i = mean_j h(y_pred - y_true)`` with ``h(e) = e^2 / 2`` for
+    ``|e| <= delta`` and ``delta * |e| - delta^2 / 2`` beyond."""
+    rows, cols = y_pred.shape
+    inv_cols = 1.0 / cols
+    total = 0.0
+    for i in range(rows):
+        weight = float(sample_weight[i])
+        factor = scale * weight * inv_cols
+        row = 0.0
+        for j in range(cols):
+            error = float(y_pred[i, j]) - float(y_true[i, j])
+            size = abs(error)
+            if size <= delta:
+                row += 0.5 * error * error
+                grad[i, j] = factor * error
+            else:
+                row += delta * size - 0.5 * delta * delta
+                grad[i, j] = factor * (delta if error > 0.0 else -delta)
+        total += weight * row * inv_cols
+    loss_sum[0] = total
+
+
+@njit(cache=True)
+def binary_crossentropy(y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum):
+    """``loss_i = mean_j -(t log p + (1 - t) log(1 - p))`` with the labels
+    smoothed towards 0.5 (``t = y (1 - s) + s / 2``).
+
+    from_logits: ``y_pred`` holds logits (``p = sigmoid(y_pred)``, computed
+    stably); else probabilities clipped to ``[epsilon, 1 - epsilon]``.
+    """
+    rows, cols = y_pred.shape
+    inv_cols = 1.0 / cols
+    keep = 1.0 - label_smoothing
+    shift = 0.5 * label_smoothing
+    high = 1.0 - epsilon
+    total = 0.0
+    for i in range(rows):
+        weight = float(sample_weight[i])
+        factor = scale * weight * inv_cols
+        row = 0.0
+        for j in range(cols):
+            target = float(y_true[i, j]) * keep + shift
+            value = float(y_pred[i, j])
+            if from_logits:
+                row += _softplus(value) - target * value
+                grad[i, j] = factor * (_sigmoid(value) - target)
+            else:
+                p = _clip(value, epsilon, high)
+                row -= target * math.log(p) + (1.0 - target) * math.log(1.0 - p)
+                if epsilon < value < high:
+                    grad[i, j] = factor * ((1.0 - target) / (1.0 - p) - target / p)
+                else:
+                    grad[i, j] = 0.0
+        total += weight * row * inv_cols
+    loss_sum[0] = total
+
+
+@njit(cache=True, inline="always")
+def _log_softmax_norm(y_pred, i):
+    """``log(sum_j exp(y_pred[i, j]))``, stably."""
+    cols = y_pred.shape[1]
+    peak = float(y_pred[i, 0])
+    for j in range(1, cols):
+        peak = max(peak, float(y_pred[i, j]))
+    total = 0.0
+    for j in range(cols):
+        total += math.exp(float(y_pred[i, j]) - peak)
+    return peak + math.log(total)
+
+
+@njit(cache=True)
+def categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum):
+    """``loss_i = -sum_j t_j log p_j`` with smoothed labels
+    ``t = y (1 - s) + s / cols``.
+
+    from_logits: ``p = softmax(y_pred)`` (through a stable log-softmax); else
+    ``p = clip(y_pred / sum(y_pred, row), epsilon, 1 - epsilon)`` as Keras.
+    """
+    rows, cols = y_pred.shape
+    keep = 1.0 - label_smoothing
+    shift = label_smoothing / cols
+    high = 1.0 - epsilon
+    total = 0.0
+    for i in range(rows):
+        weight = float(sample_weight[i])
+        factor = scale * weight
+        row = 0.0
+        if from_logits:
+            norm = _log_softmax_norm(y_pred, i)
+            target_sum = 0.0
+            for j in range(cols):
+                target_sum += float(y_true[i, j]) * keep + shift
+            for j in range(cols):
+                target = float(y_true[i, j]) * keep + shift
+                log_p = float(y_pred[i, j]) - norm
+                row -= target * log_p
+                grad[i, j] = factor * (math.exp(log_p) * target_sum - target)
+        else:
+            row_sum = 0.0
+            for j in range(cols):
+                row_sum += float(y_pred[i, j])
+            inv_sum = 1.0 / row_sum
+            # d loss / d q_j (zero where clipped), then through q = y / sum(y).
+            dot = 0.0
+            for j in range(cols):
+                target = float(y_true[i, j]) * keep + shift
+                q = float(y_pred[i, j]) * inv_sum
+                p = _clip(q, epsilon, high)
+                row -= target * math.log(p)
+                dq = -target / p if epsilon < q < high else 0.0
+                grad[i, j] = dq
+                dot += dq * q
+            for j in range(cols):
+                grad[i, j] = factor * (grad[i, j] - dot) * inv_sum
+        total += weight * row
+    loss_sum[0] = total
+
+
+@njit(cache=True)
+def sparse_categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, epsilon, scale, grad, loss_sum):
+    """Categorical cross-entropy against the one-hot of ``y_true[i]`` (a
+    class id stored as a float). An id outside ``[0, cols)`` selects no class
+    (zero loss and gradient), as a one-hot of it would."""
+    rows, cols = y_pred.shape
+    high = 1.0 - epsilon
+    total = 0.0
+    for i in range(rows):
+        weight = float(sample_weight[i])
+        factor = scale * weight
+        label = int(y_true[i])
+        hit = 0 <= label < cols
+        row = 0.0
+        if from_logits:
+            norm = _log_softmax_norm(y_pred, i)
+            for j in range(cols):
+                grad[i, j] = factor * math.exp(float(y_pred[i, j]) - norm) if hit else 0.0
+            if hit:
+                row = norm - float(y_pred[i, label])
+                grad[i, label] -= factor
+        else:
+            row_sum = 0.0
+            for j in range(cols):
+                row_sum += float(y_pred[i, j])
+            inv_sum = 1.0 / row_sum
+            for j in range(cols):
+                grad[i, j] = 0.0
+            if hit:
+                q = float(y_pred[i, label]) * inv_sum
+                p = _clip(q, epsilon, high)
+                row = -math.log(p)
+                if epsilon < q < high:
+                    dq = -1.0 / p
+                    for j in range(cols):
+                        grad[i, j] = -factor * dq * q * inv_sum
+                    grad[i, label] += factor * dq * inv_sum
+        total += weight * row
+    loss_sum[0] = total
+
+
+@njit(cache=True)
+def kl_divergence(y_true, y_pred, sample_weight, epsilon, scale, grad, loss_sum):
+    """``loss_i = sum_j t log(t / p)`` with ``t`` and ``p`` clipped to
+    ``[epsilon, 1]``."""
+    rows, cols = y_pred.shape
+    total = 0.0
+    for i in range(rows):
+        weight = float(sample_weight[i])
+        factor = scale * weight
+        row = 0.0
+        for j in range(cols):
+            target = _clip(float(y_true[i, j]), epsilon, 1.0)
+            value = float(y_pred[i, j])
+            p = _clip(value, epsilon, 1.0)
+            row += target * math.log(target / p)
+            grad[i, j] = -factor * target / p if epsilon < value < 1.0 else 0.0
+        total += weight * row
+    loss_sum[0] = total
