@@ -30,6 +30,9 @@ import numpy as np
 GEMM_SIZE = 1024
 GEMM_REPEATS = 5
 LOAD_WARNING_THRESHOLD = 0.5
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+SGEMM_PROBE = "sgemm"
+XLA_SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,7 +219,7 @@ def run_nkeras(workload, data, opts):
     import nkeras
 
     result = run_keras_api(nkeras, workload, data, opts)
-    result.update(version=nkeras.__version__, threads=f"numba {numba.get_num_threads()}",
+    result.update(version=nkeras.__version__, threads=f"numba {numba.get_num_threads()}, BLAS {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}",
                   gemm_gflops=numba_gemm_gflops(), gemm_via="np.dot in @njit")
     return result
 
@@ -233,7 +236,7 @@ def run_jax(workload, data, opts):
     dot = jax.jit(jnp.dot)
     dot(a, b).block_until_ready()
     result.update(version=f"keras {keras.__version__}, jax {jax.__version__}",
-                  threads=f"XLA default ({os.cpu_count()} CPUs)",
+                  threads="XLA 1" if opts["threads"] == 1 else f"XLA default ({len(os.sched_getaffinity(0))} CPUs)",
                   gemm_gflops=gemm_gflops(best_seconds(lambda: dot(a, b).block_until_ready(), GEMM_REPEATS)),
                   gemm_via="jax.jit(jnp.dot)")
     return result
@@ -243,7 +246,8 @@ def run_torch(workload, data, opts):
     """Idiomatic eager PyTorch: shuffled index batches over preloaded tensors."""
     import torch
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(opts["threads"] or len(os.sched_getaffinity(0)))
+    flushing = opts["torch_flush_denormal"] and torch.set_flush_denormal(True)
     torch.manual_seed(0)
     x = torch.from_numpy(data["x_train"])
     y = torch.from_numpy(data["y_train"].astype(np.int64))
@@ -289,7 +293,10 @@ def run_torch(workload, data, opts):
                                        len(x), len(x_test))
     a, b, _ = (torch.from_numpy(m) for m in gemm_operands())
     torch.mm(a, b)
+    subnormals = sum(int(((tensor != 0) & (tensor.abs() < torch.finfo(tensor.dtype).tiny)).sum())
+                     for state in optimizer.state.values() for tensor in state.values() if tensor.dim() > 0)
     result.update(version=torch.__version__, threads=f"torch {torch.get_num_threads()}",
+                  notes=f"denormals {'flushed' if flushing else 'kept'}; {subnormals} subnormal Adam slot values",
                   gemm_gflops=gemm_gflops(best_seconds(lambda: torch.mm(a, b), GEMM_REPEATS)),
                   gemm_via="torch.mm")
     return result
@@ -311,9 +318,13 @@ FRAMEWORKS = {
 
 
 def worker_main(args):
-    """Subprocess entry: run one framework, write its result as JSON."""
-    framework = FRAMEWORKS[args.worker]
+    """Subprocess entry: run one framework (or the sgemm probe), write its result as JSON."""
     opts = json.loads(args.options)
+    if args.worker == SGEMM_PROBE:
+        with open(args.result, "w") as file:
+            json.dump({"numpy np.dot": numpy_gemm_gflops(), "numba np.dot": numba_gemm_gflops()}, file)
+        return
+    framework = FRAMEWORKS[args.worker]
     with np.load(args.data) as stored:
         data = {
             "x_train": stored["x_train"].astype(np.float32) / 255,
@@ -353,12 +364,15 @@ def load_dataset(workload, args):
     else:
         source = "synthetic (--synthetic)"
     rng = np.random.default_rng(0)
+    x_train = rng.integers(0, 256, (n_train, *workload.input_shape), dtype=np.uint8)
+    projection = rng.standard_normal((np.prod(workload.input_shape), workload.num_classes))
+    y_train = (x_train.reshape(n_train, -1) / 255 - 0.5) @ projection
     arrays = {
-        "x_train": rng.integers(0, 256, (n_train, *workload.input_shape), dtype=np.uint8),
-        "y_train": rng.integers(0, workload.num_classes, n_train, dtype=np.uint8),
+        "x_train": x_train,
+        "y_train": y_train.argmax(axis=1).astype(np.uint8),
         "x_test": rng.integers(0, 256, (n_predict, *workload.input_shape), dtype=np.uint8),
     }
-    return arrays, source
+    return arrays, source + "; labels = argmax of a fixed random projection of the pixels (learnable)"
 
 
 def run_worker(name, data_path, opts, timeout):
@@ -367,6 +381,10 @@ def run_worker(name, data_path, opts, timeout):
     env = dict(os.environ)
     if name == "jax":
         env["KERAS_BACKEND"] = "jax"
+    if opts["threads"]:
+        env.update(dict.fromkeys(THREAD_VARIABLES, str(opts["threads"])))
+        if name == "jax" and opts["threads"] == 1:
+            env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {XLA_SINGLE_THREAD_FLAGS}".strip()
     command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--data", data_path,
                "--result", result_path, "--options", json.dumps(opts)]
     try:
@@ -384,6 +402,11 @@ def run_worker(name, data_path, opts, timeout):
 
 def format_rate(value):
     return f"{value:,.0f}"
+
+
+def ratio_cells(results, names, rate):
+    nkeras_rate = rate(results["nkeras"])
+    return ["-" if name == "nkeras" else f"{nkeras_rate / rate(results[name]):.2f}" for name in names]
 
 
 def print_report(report, names):
@@ -424,7 +447,7 @@ def print_report(report, names):
     rows.append(("train samples/s", [format_rate(results[name]["train_samples_per_s"]) for name in ran]))
     rows.append(("  median of timed epochs", [format_rate(results[name]["train_samples_per_s_median"]) for name in ran]))
     if baseline:
-        rows.append(("  nkeras / peer", [f"{baseline / results[name]['train_samples_per_s']:.2f}" for name in ran]))
+        rows.append(("  nkeras / peer", ratio_cells(results, ran, lambda result: result["train_samples_per_s"])))
     rows.append(("  % of sgemm bound",
                  [f"{100 * results[name]['train_samples_per_s'] / flops['train_bound']:.0f}%" for name in ran]))
     rows.append(("first epoch s (warm-up)", [f"{results[name]['first_epoch_s']:.2f}" for name in ran]))
@@ -434,8 +457,8 @@ def print_report(report, names):
         rates = [results[name]["predict_samples_per_s"][str(batch)] for name in ran]
         rows.append((f"predict samples/s, batch {batch}", [format_rate(rate) for rate in rates]))
         if baseline:
-            nkeras_rate = results["nkeras"]["predict_samples_per_s"][str(batch)]
-            rows.append(("  nkeras / peer", [f"{nkeras_rate / rate:.2f}" for rate in rates]))
+            rows.append(("  nkeras / peer", ratio_cells(
+                results, ran, lambda result, batch=batch: result["predict_samples_per_s"][str(batch)])))
     rows.append(("own matmul GFLOP/s", [f"{results[name]['gemm_gflops']:.1f}" for name in ran]))
     rows.append(("  via", [results[name]["gemm_via"] for name in ran]))
 
@@ -446,6 +469,9 @@ def print_report(report, names):
         print(label.ljust(label_width) + "".join("  " + cell.rjust(width) for cell, width in zip(cells, widths)))
     if baseline:
         print("(nkeras / peer > 1: nkeras is faster)")
+    for name in ran:
+        if "notes" in results[name]:
+            print(f"{FRAMEWORKS[name].label}: {results[name]['notes']}")
 
 
 def parse_args(argv=None):
@@ -461,10 +487,16 @@ def parse_args(argv=None):
     parser.add_argument("--predict-batch-size", default="128,1024",
                         help="comma-separated predict batch sizes (default 128,1024)")
     parser.add_argument("--predict-repeats", type=int, default=3, help="timed predict calls per batch size")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads per framework (torch, numba, BLAS; XLA only when 1); "
+                             "default 0: each framework's default, all CPUs")
+    parser.add_argument("--torch-denormals", action="store_true",
+                        help="keep PyTorch's IEEE denormals (default: torch.set_flush_denormal(True), "
+                             "matching XLA's default flush-to-zero)")
     parser.add_argument("--synthetic", action="store_true", help="use random data instead of the real data set")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per framework (default 900)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    parser.add_argument("--worker", choices=sorted(FRAMEWORKS), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=[SGEMM_PROBE, *FRAMEWORKS], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--options", help=argparse.SUPPRESS)
@@ -480,6 +512,8 @@ def parse_args(argv=None):
         args.predict_batch_sizes = [int(size) for size in args.predict_batch_size.split(",")]
     except ValueError:
         parser.error(f"--predict-batch-size: expected comma-separated integers, got {args.predict_batch_size!r}")
+    if not 0 <= args.threads <= os.cpu_count():
+        parser.error(f"--threads: expected 0 (default) or 1..{os.cpu_count()}, got {args.threads}")
     for option in ("epochs", "warmup_epochs", "train_samples", "predict_samples", "batch_size", "predict_repeats"):
         if getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')}: expected a positive integer, got {getattr(args, option)}")
@@ -495,18 +529,21 @@ def main(argv=None):
         return
     workload = WORKLOADS[args.workload]
     load_start = [round(value, 2) for value in os.getloadavg()]
-    gemm = {"numpy np.dot": numpy_gemm_gflops(), "numba np.dot": numba_gemm_gflops()}
     arrays, source = load_dataset(workload, args)
     print(f"data: {source}", flush=True)
     opts = {
         "workload": args.workload, "epochs": args.epochs, "warmup_epochs": args.warmup_epochs,
         "batch_size": args.batch_size, "predict_batch_sizes": args.predict_batch_sizes,
-        "predict_repeats": args.predict_repeats,
+        "predict_repeats": args.predict_repeats, "threads": args.threads,
+        "torch_flush_denormal": not args.torch_denormals,
     }
     results = {}
     with tempfile.TemporaryDirectory(prefix="nkeras-compare-") as directory:
         data_path = os.path.join(directory, "data.npz")
         np.savez(data_path, **arrays)
+        gemm = run_worker(SGEMM_PROBE, data_path, opts, args.timeout)
+        if "error" in gemm:
+            raise SystemExit(f"the sgemm probe failed: {gemm['error']}")
         for name in args.frameworks:
             print(f"running {name} ...", flush=True)
             start = time.perf_counter()

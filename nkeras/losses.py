@@ -56,7 +56,9 @@ def _row_weights(sample_weight, values_shape, dtype, owner):
     if weights.ndim == len(values_shape) + 1 and given[-1] == 1:
         weights = weights[..., 0]
     if weights.ndim > len(values_shape):
-        raise ValueError(f"{owner}: sample_weight of shape {given} has more axes than the per-sample values {values_shape}")
+        raise ValueError(
+            f"{owner}: sample_weight of shape {given} has more axes than the per-sample values {values_shape}"
+        )
     weights = weights.reshape(weights.shape + (1,) * (len(values_shape) - weights.ndim))
     try:
         weights = np.broadcast_to(weights, values_shape)
@@ -275,7 +277,9 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     _check_axis(axis, "categorical_crossentropy")
     y_true, y_pred = _prepare(y_true, y_pred)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"categorical_crossentropy: y_true and y_pred shapes differ: {y_true.shape} and {y_pred.shape}")
+        raise ValueError(
+            f"categorical_crossentropy: y_true and y_pred shapes differ: {y_true.shape} and {y_pred.shape}"
+        )
     if label_smoothing:
         y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_pred.shape[-1]
     log_probs = _log_softmax(y_pred) if from_logits else _log_normalized_probs(y_pred)

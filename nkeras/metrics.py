@@ -207,7 +207,9 @@ class SparseTopKCategoricalAccuracy(Metric):
     def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None, from_sorted_ids=False):
         super().__init__(name=name, dtype=dtype)
         if from_sorted_ids:
-            raise NotImplementedError(f"SparseTopKCategoricalAccuracy '{self.name}': from_sorted_ids is not supported yet")
+            raise NotImplementedError(
+                f"SparseTopKCategoricalAccuracy '{self.name}': from_sorted_ids is not supported yet"
+            )
         self.k = _check_k(k, f"SparseTopKCategoricalAccuracy '{self.name}'")
 
     def _kernel_params(self):

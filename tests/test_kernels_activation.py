@@ -215,7 +215,9 @@ def test_function_parameters(rng):
     x = _inputs(rng, (4, 6))
     np.testing.assert_allclose(activations.elu(x, alpha=0.5), _reference("elu", x, 0.5)[0], rtol=1e-12)
     np.testing.assert_allclose(activations.leaky_relu(x, negative_slope=0.1), np.where(x > 0, x, 0.1 * x))
-    np.testing.assert_allclose(activations.gelu(x, approximate=True), _reference("gelu_tanh", x, 0.0)[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        activations.gelu(x, approximate=True), _reference("gelu_tanh", x, 0.0)[0], rtol=1e-12, atol=1e-14
+    )
     np.testing.assert_allclose(activations.relu(x, negative_slope=0.1), np.where(x > 0, x, 0.1 * x))
     np.testing.assert_allclose(activations.relu(x, max_value=1.5), np.clip(x, 0.0, 1.5))
     np.testing.assert_allclose(activations.relu(x, threshold=0.5), np.where(x > 0.5, x, 0.0))

@@ -98,7 +98,8 @@ def test_sgd_update_matches_numpy(size, dtype, momentum, nesterov, weight_decay,
     lr = 0.05
     names = ["momentum"] if momentum else []
     _run(
-        lambda p, g, s, step: optim.sgd_update(p, g, _buffer(s, "momentum", dtype), lr, momentum, nesterov, weight_decay),
+        lambda p, g, s, step: optim.sgd_update(p, g, _buffer(s, "momentum", dtype), lr, momentum, nesterov,
+                                               weight_decay),
         lambda w, g, state, step: reference_sgd(w, g, state, lr, momentum, nesterov, weight_decay),
         names, size, dtype, rng,
     )

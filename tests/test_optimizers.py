@@ -187,7 +187,8 @@ def test_defaults_and_names_follow_keras():
     assert optimizers.SGD(name="mine").name == "mine"
     assert optimizers.SGD().learning_rate == 0.01
     adam = optimizers.Adam()
-    assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon, adam.amsgrad) == (0.001, 0.9, 0.999, 1e-7, False)
+    assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon, adam.amsgrad) == (
+        0.001, 0.9, 0.999, 1e-7, False)
     assert optimizers.AdamW().weight_decay == 0.004
     rmsprop = optimizers.RMSprop()
     assert (rmsprop.learning_rate, rmsprop.rho, rmsprop.momentum, rmsprop.epsilon, rmsprop.centered) == (

@@ -3,7 +3,7 @@
 ``_act`` and ``_act_grad`` are the scalar forms other kernels inline into
 their loops (the dense kernel fuses them into its GEMM epilogue). They cover
 the elementwise codes; softmax needs a whole row and is handled by the
-callers. Scalars are computed in float64 and rounded once when stored.
+callers. Softmax sums accumulate in float64.
 """
 
 import math
@@ -64,7 +64,6 @@ def _act(z, code, alpha):
     """``act(z)`` for an elementwise activation ``code``; ``alpha`` is
     leaky_relu's negative slope or elu's alpha. LINEAR (and any code without
     an elementwise form) returns ``z``."""
-    z = float(z)
     if code == RELU:
         return max(z, 0.0)
     if code == SIGMOID:
@@ -93,8 +92,6 @@ def _act(z, code, alpha):
 def _act_grad(z, y, code, alpha):
     """``d act(z) / dz`` given the pre-activation ``z`` and the output
     ``y = act(z)`` (sigmoid and tanh use ``y``, the others ``z``)."""
-    z = float(z)
-    y = float(y)
     if code == RELU:
         return 1.0 if z > 0.0 else 0.0
     if code == SIGMOID:
@@ -123,12 +120,12 @@ def _act_grad(z, y, code, alpha):
 @njit(cache=True, inline="always")
 def _softmax_row(x, y, i):
     cols = x.shape[1]
-    peak = float(x[i, 0])
+    peak = x[i, 0]
     for j in range(1, cols):
-        peak = max(peak, float(x[i, j]))
+        peak = max(peak, x[i, j])
     total = 0.0
     for j in range(cols):
-        e = math.exp(float(x[i, j]) - peak)
+        e = math.exp(x[i, j] - peak)
         y[i, j] = e
         total += e
     inv = 1.0 / total

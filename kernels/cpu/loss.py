@@ -14,12 +14,14 @@ grad, loss_sum)``:
 - ``grad[i, j] = scale * sample_weight[i] * d loss_i / d y_pred[i, j]``
   (written, not accumulated).
 
-Where Keras clips a probability to ``[epsilon, 1 - epsilon]`` the gradient is
-zero outside the open interval, as the clip makes it.
+Arithmetic runs in float64 whatever the arrays' dtype. Where Keras clips a
+probability to ``[epsilon, 1 - epsilon]`` the gradient is zero outside the
+open interval, as the clip makes it.
 """
 
 import math
 
+import numpy as np
 from numba import njit
 
 from nkeras.kernels.cpu.activation import _sigmoid, _softplus
@@ -37,11 +39,11 @@ def mean_squared_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
     inv_cols = 1.0 / cols
     total = 0.0
     for i in range(rows):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         factor = 2.0 * scale * weight * inv_cols
         row = 0.0
         for j in range(cols):
-            error = float(y_pred[i, j]) - float(y_true[i, j])
+            error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
             row += error * error
             grad[i, j] = factor * error
         total += weight * row * inv_cols
@@ -55,11 +57,11 @@ def mean_absolute_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
     inv_cols = 1.0 / cols
     total = 0.0
     for i in range(rows):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         factor = scale * weight * inv_cols
         row = 0.0
         for j in range(cols):
-            error = float(y_pred[i, j]) - float(y_true[i, j])
+            error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
             row += abs(error)
             grad[i, j] = factor if error > 0.0 else (-factor if error < 0.0 else 0.0)
         total += weight * row * inv_cols
@@ -74,11 +76,11 @@ def huber(y_true, y_pred, sample_weight, delta, scale, grad, loss_sum):
     inv_cols = 1.0 / cols
     total = 0.0
     for i in range(rows):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         factor = scale * weight * inv_cols
         row = 0.0
         for j in range(cols):
-            error = float(y_pred[i, j]) - float(y_true[i, j])
+            error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
             size = abs(error)
             if size <= delta:
                 row += 0.5 * error * error
@@ -91,7 +93,9 @@ def huber(y_true, y_pred, sample_weight, delta, scale, grad, loss_sum):
 
 
 @njit(cache=True)
-def binary_crossentropy(y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum):
+def binary_crossentropy(
+    y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum
+):
     """``loss_i = mean_j -(t log p + (1 - t) log(1 - p))`` with the labels
     smoothed towards 0.5 (``t = y (1 - s) + s / 2``).
 
@@ -105,12 +109,12 @@ def binary_crossentropy(y_true, y_pred, sample_weight, from_logits, label_smooth
     high = 1.0 - epsilon
     total = 0.0
     for i in range(rows):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         factor = scale * weight * inv_cols
         row = 0.0
         for j in range(cols):
-            target = float(y_true[i, j]) * keep + shift
-            value = float(y_pred[i, j])
+            target = np.float64(y_true[i, j]) * keep + shift
+            value = np.float64(y_pred[i, j])
             if from_logits:
                 row += _softplus(value) - target * value
                 grad[i, j] = factor * (_sigmoid(value) - target)
@@ -129,17 +133,19 @@ def binary_crossentropy(y_true, y_pred, sample_weight, from_logits, label_smooth
 def _log_softmax_norm(y_pred, i):
     """``log(sum_j exp(y_pred[i, j]))``, stably."""
     cols = y_pred.shape[1]
-    peak = float(y_pred[i, 0])
+    peak = np.float64(y_pred[i, 0])
     for j in range(1, cols):
-        peak = max(peak, float(y_pred[i, j]))
+        peak = max(peak, np.float64(y_pred[i, j]))
     total = 0.0
     for j in range(cols):
-        total += math.exp(float(y_pred[i, j]) - peak)
+        total += math.exp(np.float64(y_pred[i, j]) - peak)
     return peak + math.log(total)
 
 
 @njit(cache=True)
-def categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum):
+def categorical_crossentropy(
+    y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum
+):
     """``loss_i = -sum_j t_j log p_j`` with smoothed labels
     ``t = y (1 - s) + s / cols``.
 
@@ -152,29 +158,29 @@ def categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, label_s
     high = 1.0 - epsilon
     total = 0.0
     for i in range(rows):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         factor = scale * weight
         row = 0.0
         if from_logits:
             norm = _log_softmax_norm(y_pred, i)
             target_sum = 0.0
             for j in range(cols):
-                target_sum += float(y_true[i, j]) * keep + shift
+                target_sum += np.float64(y_true[i, j]) * keep + shift
             for j in range(cols):
-                target = float(y_true[i, j]) * keep + shift
-                log_p = float(y_pred[i, j]) - norm
+                target = np.float64(y_true[i, j]) * keep + shift
+                log_p = np.float64(y_pred[i, j]) - norm
                 row -= target * log_p
                 grad[i, j] = factor * (math.exp(log_p) * target_sum - target)
         else:
             row_sum = 0.0
             for j in range(cols):
-                row_sum += float(y_pred[i, j])
+                row_sum += np.float64(y_pred[i, j])
             inv_sum = 1.0 / row_sum
             # d loss / d q_j (zero where clipped), then through q = y / sum(y).
             dot = 0.0
             for j in range(cols):
-                target = float(y_true[i, j]) * keep + shift
-                q = float(y_pred[i, j]) * inv_sum
+                target = np.float64(y_true[i, j]) * keep + shift
+                q = np.float64(y_pred[i, j]) * inv_sum
                 p = _clip(q, epsilon, high)
                 row -= target * math.log(p)
                 dq = -target / p if epsilon < q < high else 0.0
@@ -195,7 +201,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, 
     high = 1.0 - epsilon
     total = 0.0
     for i in range(rows):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         factor = scale * weight
         label = int(y_true[i])
         hit = 0 <= label < cols
@@ -203,19 +209,19 @@ def sparse_categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, 
         if from_logits:
             norm = _log_softmax_norm(y_pred, i)
             for j in range(cols):
-                grad[i, j] = factor * math.exp(float(y_pred[i, j]) - norm) if hit else 0.0
+                grad[i, j] = factor * math.exp(np.float64(y_pred[i, j]) - norm) if hit else 0.0
             if hit:
-                row = norm - float(y_pred[i, label])
+                row = norm - np.float64(y_pred[i, label])
                 grad[i, label] -= factor
         else:
             row_sum = 0.0
             for j in range(cols):
-                row_sum += float(y_pred[i, j])
+                row_sum += np.float64(y_pred[i, j])
             inv_sum = 1.0 / row_sum
             for j in range(cols):
                 grad[i, j] = 0.0
             if hit:
-                q = float(y_pred[i, label]) * inv_sum
+                q = np.float64(y_pred[i, label]) * inv_sum
                 p = _clip(q, epsilon, high)
                 row = -math.log(p)
                 if epsilon < q < high:
@@ -234,12 +240,12 @@ def kl_divergence(y_true, y_pred, sample_weight, epsilon, scale, grad, loss_sum)
     rows, cols = y_pred.shape
     total = 0.0
     for i in range(rows):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         factor = scale * weight
         row = 0.0
         for j in range(cols):
-            target = _clip(float(y_true[i, j]), epsilon, 1.0)
-            value = float(y_pred[i, j])
+            target = _clip(np.float64(y_true[i, j]), epsilon, 1.0)
+            value = np.float64(y_pred[i, j])
             p = _clip(value, epsilon, 1.0)
             row += target * math.log(target / p)
             grad[i, j] = -factor * target / p if epsilon < value < 1.0 else 0.0

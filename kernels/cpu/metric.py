@@ -11,6 +11,7 @@ binary accuracy, mse and mae).
 
 import math
 
+import numpy as np
 from numba import njit
 
 
@@ -60,7 +61,7 @@ def accuracy(y_true, y_pred, sample_weight, acc):
         for j in range(cols):
             if y_true[i, j] == y_pred[i, j]:
                 hits += 1
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         total += weight * hits / cols
         weights += weight
     acc[0] += total
@@ -79,7 +80,7 @@ def binary_accuracy(y_true, y_pred, sample_weight, threshold, acc):
             predicted = 1.0 if y_pred[i, j] > threshold else 0.0
             if y_true[i, j] == predicted:
                 hits += 1
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         total += weight * hits / cols
         weights += weight
     acc[0] += total
@@ -92,7 +93,7 @@ def categorical_accuracy(y_true, y_pred, sample_weight, acc):
     total = 0.0
     weights = 0.0
     for i in range(y_pred.shape[0]):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         if _argmax_row(y_true, i) == _argmax_row(y_pred, i):
             total += weight
         weights += weight
@@ -106,7 +107,7 @@ def sparse_categorical_accuracy(y_true, y_pred, sample_weight, acc):
     total = 0.0
     weights = 0.0
     for i in range(y_pred.shape[0]):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         if y_true[i] == _argmax_row(y_pred, i):
             total += weight
         weights += weight
@@ -120,7 +121,7 @@ def top_k_categorical_accuracy(y_true, y_pred, sample_weight, k, acc):
     total = 0.0
     weights = 0.0
     for i in range(y_pred.shape[0]):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         if _in_top_k(y_pred, i, _argmax_row(y_true, i), k):
             total += weight
         weights += weight
@@ -134,7 +135,7 @@ def sparse_top_k_categorical_accuracy(y_true, y_pred, sample_weight, k, acc):
     total = 0.0
     weights = 0.0
     for i in range(y_pred.shape[0]):
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         if _in_top_k(y_pred, i, int(y_true[i]), k):
             total += weight
         weights += weight
@@ -151,9 +152,9 @@ def mean_squared_error_metric(y_true, y_pred, sample_weight, acc):
     for i in range(rows):
         row = 0.0
         for j in range(cols):
-            error = float(y_pred[i, j]) - float(y_true[i, j])
+            error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
             row += error * error
-        weight = float(sample_weight[i])
+        weight = np.float64(sample_weight[i])
         total += weight * row / cols
         weights += weight
     acc[0] += total
@@ -169,8 +170,8 @@ def mean_absolute_error_metric(y_true, y_pred, sample_weight, acc):
     for i in range(rows):
         row = 0.0
         for j in range(cols):
-            row += abs(float(y_pred[i, j]) - float(y_true[i, j]))
-        weight = float(sample_weight[i])
+            row += abs(np.float64(y_pred[i, j]) - np.float64(y_true[i, j]))
+        weight = np.float64(sample_weight[i])
         total += weight * row / cols
         weights += weight
     acc[0] += total

@@ -234,7 +234,9 @@ class Optimizer:
             raise ValueError(f"{self.name}: expected slot buffers {expected}, got {received}")
         for (name, target), (_, value) in zip(self.slot_buffers(), slots):
             if tuple(value.shape) != tuple(target.shape):
-                raise ValueError(f"{self.name}: slot '{name}' has shape {target.shape}, got a value of shape {value.shape}")
+                raise ValueError(
+                    f"{self.name}: slot '{name}' has shape {target.shape}, got a value of shape {value.shape}"
+                )
             target[...] = value
 
     # ---- config --------------------------------------------------------------
@@ -267,7 +269,7 @@ class Optimizer:
         return cls(**config)
 
     def __repr__(self):
-        return f"<{type(self).__name__} name={self.name} learning_rate={self.learning_rate} iterations={self.iterations}>"
+        return f"<{type(self).__name__} name={self.name} iterations={self.iterations}>"
 
 
 class SGD(Optimizer):

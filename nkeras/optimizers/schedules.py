@@ -22,7 +22,7 @@ class LearningRateSchedule:
     """Base class: subclasses implement ``__call__(step)`` and ``get_config()``."""
 
     def __call__(self, step):
-        raise NotImplementedError(f"Learning rate schedule '{type(self).__name__}' must override `__call__(self, step)`.")
+        raise NotImplementedError(f"Learning rate schedule '{type(self).__name__}' must override `__call__(step)`.")
 
     def get_config(self):
         raise NotImplementedError(f"Learning rate schedule '{type(self).__name__}' must override `get_config()`.")

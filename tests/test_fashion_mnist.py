@@ -1,0 +1,43 @@
+"""Real data: the issue's MLP on Fashion-MNIST, and the shipped examples."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import nkeras as keras
+from nkeras import layers
+from tests.datautil import requires_fashion_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@requires_fashion_mnist
+def test_fashion_mnist_mlp_reaches_087_after_5_epochs():
+    keras.utils.set_random_seed(1)
+    (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+    x_train, x_test = x_train.astype("float32") / 255, x_test.astype("float32") / 255
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28)),
+        layers.Flatten(),
+        layers.Dense(512, activation="relu"),
+        layers.Dense(512, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x_train, y_train, batch_size=128, epochs=5, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    assert accuracy >= 0.87, accuracy
+    assert np.isfinite(loss)
+
+
+def test_quickstart_example_runs_and_learns():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True, text=True, check=True,
+        timeout=300,
+    )
+    accuracy = float(re.search(r"test accuracy ([0-9.]+)", result.stdout).group(1))
+    assert accuracy > 0.9, result.stdout
