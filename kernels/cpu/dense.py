@@ -4,7 +4,7 @@ epilogue, and the matching backward pass."""
 import numpy as np
 from numba import njit
 
-from nkeras.kernels.codes import LINEAR, SOFTMAX
+from nkeras.kernels.codes import LINEAR, RELU, SOFTMAX
 from nkeras.kernels.cpu.activation import _act, _act_grad
 
 
@@ -17,15 +17,24 @@ def dense_forward(x, w, b, code, alpha, z, y):
     """
     np.dot(x, w, z)
     rows, units = z.shape
-    for i in range(rows):
-        for j in range(units):
-            z[i, j] += b[j]
-        if code == LINEAR:
+    # One loop per common code: a code test inside the loop stops it vectorising.
+    if code == LINEAR:
+        for i in range(rows):
             for j in range(units):
-                y[i, j] = z[i, j]
-        elif code == SOFTMAX:
-            peak = z[i, 0]
-            for j in range(1, units):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                y[i, j] = v
+    elif code == RELU:
+        for i in range(rows):
+            for j in range(units):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                y[i, j] = max(v, 0.0)
+    elif code == SOFTMAX:
+        for i in range(rows):
+            peak = z[i, 0] + b[0]
+            for j in range(units):
+                z[i, j] += b[j]
                 peak = max(peak, z[i, j])
             total = 0.0
             for j in range(units):
@@ -35,9 +44,12 @@ def dense_forward(x, w, b, code, alpha, z, y):
             inv = 1.0 / total
             for j in range(units):
                 y[i, j] *= inv
-        else:
+    else:
+        for i in range(rows):
             for j in range(units):
-                y[i, j] = _act(z[i, j], code, alpha)
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                y[i, j] = _act(v, code, alpha)
 
 
 @njit(cache=True)
@@ -49,21 +61,28 @@ def dense_backward(x, w, z, y, dy, code, alpha, dz, dw, db, dx, need_dx):
     when the activation is linear.
     """
     rows, units = dy.shape
-    for j in range(units):
-        db[j] = 0.0
-    for i in range(rows):
-        if code == LINEAR:
+    if code == LINEAR:
+        for i in range(rows):
             for j in range(units):
                 dz[i, j] = dy[i, j]
-        elif code == SOFTMAX:
+    elif code == RELU:
+        for i in range(rows):
+            for j in range(units):
+                dz[i, j] = dy[i, j] if y[i, j] > 0.0 else 0.0
+    elif code == SOFTMAX:
+        for i in range(rows):
             dot = 0.0
             for j in range(units):
                 dot += dy[i, j] * y[i, j]
             for j in range(units):
                 dz[i, j] = y[i, j] * (dy[i, j] - dot)
-        else:
+    else:
+        for i in range(rows):
             for j in range(units):
                 dz[i, j] = dy[i, j] * _act_grad(z[i, j], y[i, j], code, alpha)
+    for j in range(units):
+        db[j] = 0.0
+    for i in range(rows):
         for j in range(units):
             db[j] += dz[i, j]
     np.dot(x.T, dz, dw)
