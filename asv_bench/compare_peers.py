@@ -15,6 +15,7 @@ sample and the bound the machine's measured sgemm rate puts on throughput.
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import platform
@@ -160,13 +161,9 @@ def numba_gemm_gflops():
     return gemm_gflops(best_seconds(lambda: dot_into(a, b, c), GEMM_REPEATS))
 
 
-def samples_per_second(count, seconds):
-    return count / seconds
-
-
 def train_and_predict_summary(epoch_seconds, final_loss, final_accuracy, predict_seconds, opts, n_train, n_predict):
     timed = epoch_seconds[opts["warmup_epochs"]:]
-    rates = [samples_per_second(n_train, s) for s in timed]
+    rates = [n_train / seconds for seconds in timed]
     return {
         "first_epoch_s": epoch_seconds[0],
         "timed_epoch_s": timed,
@@ -175,7 +172,7 @@ def train_and_predict_summary(epoch_seconds, final_loss, final_accuracy, predict
         "final_train_loss": final_loss,
         "final_train_accuracy": final_accuracy,
         "predict_samples_per_s": {
-            str(batch): samples_per_second(n_predict, min(times)) for batch, times in predict_seconds.items()
+            str(batch): n_predict / min(times) for batch, times in predict_seconds.items()
         },
         "predict_s": {str(batch): times for batch, times in predict_seconds.items()},
     }
@@ -219,7 +216,8 @@ def run_nkeras(workload, data, opts):
     import nkeras
 
     result = run_keras_api(nkeras, workload, data, opts)
-    result.update(version=nkeras.__version__, threads=f"numba {numba.get_num_threads()}, BLAS {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}",
+    blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    result.update(version=nkeras.__version__, threads=f"numba {numba.get_num_threads()}, BLAS {blas_threads}",
                   gemm_gflops=numba_gemm_gflops(), gemm_via="np.dot in @njit")
     return result
 
@@ -322,7 +320,7 @@ def worker_main(args):
     opts = json.loads(args.options)
     if args.worker == SGEMM_PROBE:
         with open(args.result, "w") as file:
-            json.dump({"numpy np.dot": numpy_gemm_gflops(), "numba np.dot": numba_gemm_gflops()}, file)
+            json.dump({"probe: numpy np.dot": numpy_gemm_gflops(), "probe: numba np.dot": numba_gemm_gflops()}, file)
         return
     framework = FRAMEWORKS[args.worker]
     with np.load(args.data) as stored:
@@ -349,12 +347,11 @@ def load_dataset(workload, args):
     n_train, n_predict = args.train_samples, args.predict_samples
     if not args.synthetic:
         try:
-            import importlib
-
             module = importlib.import_module(f"nkeras.datasets.{workload.dataset}")
-            (x_train, y_train), (x_test, y_test) = module.load_data()
-        except Exception as error:  # noqa: BLE001 -- any failure means: use synthetic data, and say why
-            source = f"synthetic (nkeras.datasets.{workload.dataset}.load_data() failed: {type(error).__name__}: {error})"
+            (x_train, y_train), (x_test, _) = module.load_data()
+        except Exception as error:  # any failure: fall back to synthetic data and say why
+            loader = f"nkeras.datasets.{workload.dataset}.load_data()"
+            source = f"synthetic ({loader} failed: {type(error).__name__}: {error})"
         else:
             if n_train > len(x_train) or n_predict > len(x_test):
                 raise SystemExit(f"--train-samples must be <= {len(x_train)} and --predict-samples <= {len(x_test)} "
@@ -445,7 +442,8 @@ def print_report(report, names):
     rows.append(("version", [results[name]["version"] for name in ran]))
     rows.append(("threads", [results[name]["threads"] for name in ran]))
     rows.append(("train samples/s", [format_rate(results[name]["train_samples_per_s"]) for name in ran]))
-    rows.append(("  median of timed epochs", [format_rate(results[name]["train_samples_per_s_median"]) for name in ran]))
+    rows.append(("  median of timed epochs",
+                 [format_rate(results[name]["train_samples_per_s_median"]) for name in ran]))
     if baseline:
         rows.append(("  nkeras / peer", ratio_cells(results, ran, lambda result: result["train_samples_per_s"])))
     rows.append(("  % of sgemm bound",
@@ -551,7 +549,7 @@ def main(argv=None):
             print(f"  {name} done in {time.perf_counter() - start:.1f} s", flush=True)
     for name, result in results.items():
         if "gemm_gflops" in result:
-            gemm[result["gemm_via"]] = result["gemm_gflops"]
+            gemm[f"{name}: {result['gemm_via']}"] = result["gemm_gflops"]
     sgemm = max(gemm.values())
     train_flops, predict_flops, how = workload.flops()
     report = {

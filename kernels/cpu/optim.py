@@ -6,6 +6,15 @@ velocity, ...) in one more flat buffer of that size, so one call updates the
 whole model. Scalars arrive as Python floats and are cast to the buffers'
 dtype, so float32 buffers are updated in float32 arithmetic, as Keras does.
 
+The updates run on one thread: they are memory-bound, and Numba's OpenMP
+workers spin after a parallel region and starve the BLAS threads of the
+GEMMs that follow (see docs/architecture.md, "Threads").
+
+Slot values that decay below float32's smallest normal number are flushed
+to zero: they can no longer move a weight, and arithmetic on denormal
+numbers is tens of times slower on x86 (Adam's momentum of rarely active
+inputs reaches them within two Fashion-MNIST epochs, and the step slows 3x).
+
 Weight decay is Keras's decoupled form, applied before the update:
 ``w -= w * weight_decay * learning_rate`` (``weight_decay=0.0`` disables it).
 """
@@ -13,10 +22,18 @@ Weight decay is Keras's decoupled form, applied before the update:
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True)
+_TINY = 1.1754943508222875e-38
+
+
+@njit(cache=True, inline="always")
+def _flush(value, tiny, zero):
+    return value if abs(value) >= tiny else zero
+
+
+@njit(cache=True)
 def sgd_update(params, grads, momentum_buf, learning_rate, momentum, nesterov, weight_decay):
     """Gradient descent, with (Nesterov) momentum when ``momentum > 0``.
 
@@ -26,13 +43,15 @@ def sgd_update(params, grads, momentum_buf, learning_rate, momentum, nesterov, w
     """
     lr = params.dtype.type(learning_rate)
     mu = params.dtype.type(momentum)
+    tiny = params.dtype.type(_TINY)
+    zero = params.dtype.type(0.0)
     decay = params.dtype.type(weight_decay * learning_rate)
     use_momentum = momentum != 0.0
-    for i in prange(params.size):
+    for i in range(params.size):
         w = params[i] - params[i] * decay
         scaled_grad = grads[i] * lr
         if use_momentum:
-            velocity = momentum_buf[i] * mu - scaled_grad
+            velocity = _flush(momentum_buf[i] * mu - scaled_grad, tiny, zero)
             momentum_buf[i] = velocity
             if nesterov:
                 w += velocity * mu - scaled_grad
@@ -43,7 +62,7 @@ def sgd_update(params, grads, momentum_buf, learning_rate, momentum, nesterov, w
         params[i] = w
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def adam_update(params, grads, m, v, v_hat_max, learning_rate, beta_1, beta_2, epsilon, step, amsgrad, weight_decay):
     """Adam (AdamW when ``weight_decay > 0``), Keras's formulation.
 
@@ -58,12 +77,14 @@ def adam_update(params, grads, m, v, v_hat_max, learning_rate, beta_1, beta_2, e
     keep_1 = params.dtype.type(1.0 - beta_1)
     keep_2 = params.dtype.type(1.0 - beta_2)
     eps = params.dtype.type(epsilon)
+    tiny = params.dtype.type(_TINY)
+    zero = params.dtype.type(0.0)
     decay = params.dtype.type(weight_decay * learning_rate)
-    for i in prange(params.size):
+    for i in range(params.size):
         g = grads[i]
         w = params[i] - params[i] * decay
-        m_i = m[i] + (g - m[i]) * keep_1
-        v_i = v[i] + (g * g - v[i]) * keep_2
+        m_i = _flush(m[i] + (g - m[i]) * keep_1, tiny, zero)
+        v_i = _flush(v[i] + (g * g - v[i]) * keep_2, tiny, zero)
         m[i] = m_i
         v[i] = v_i
         if amsgrad:
@@ -73,7 +94,7 @@ def adam_update(params, grads, m, v, v_hat_max, learning_rate, beta_1, beta_2, e
         params[i] = w - m_i * alpha / (math.sqrt(v_i) + eps)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def rmsprop_update(params, grads, velocity, average_grad, momentum_buf, learning_rate, rho, momentum, epsilon, centered,
                    weight_decay):
     """RMSprop, Keras's formulation.
@@ -91,33 +112,35 @@ def rmsprop_update(params, grads, velocity, average_grad, momentum_buf, learning
     keep = params.dtype.type(1.0 - rho)
     mu = params.dtype.type(momentum)
     eps = params.dtype.type(epsilon)
+    tiny = params.dtype.type(_TINY)
+    zero = params.dtype.type(0.0)
     decay = params.dtype.type(weight_decay * learning_rate)
     use_momentum = momentum > 0.0
-    for i in prange(params.size):
+    for i in range(params.size):
         g = grads[i]
         w = params[i] - params[i] * decay
-        v_i = decay_rate * velocity[i] + keep * (g * g)
+        v_i = _flush(decay_rate * velocity[i] + keep * (g * g), tiny, zero)
         velocity[i] = v_i
         if centered:
-            a_i = decay_rate * average_grad[i] + keep * g
+            a_i = _flush(decay_rate * average_grad[i] + keep * g, tiny, zero)
             average_grad[i] = a_i
             denominator = v_i - a_i * a_i + eps
         else:
             denominator = v_i + eps
         increment = lr * g / math.sqrt(denominator)
         if use_momentum:
-            increment = mu * momentum_buf[i] + increment
+            increment = _flush(mu * momentum_buf[i] + increment, tiny, zero)
             momentum_buf[i] = increment
         params[i] = w - increment
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def adagrad_update(params, grads, accumulator, learning_rate, epsilon, weight_decay):
     """Adagrad: ``accumulator += g^2``, ``w -= lr * g / sqrt(accumulator + epsilon)``."""
     lr = params.dtype.type(learning_rate)
     eps = params.dtype.type(epsilon)
     decay = params.dtype.type(weight_decay * learning_rate)
-    for i in prange(params.size):
+    for i in range(params.size):
         g = grads[i]
         w = params[i] - params[i] * decay
         acc = accumulator[i] + g * g
@@ -125,31 +148,31 @@ def adagrad_update(params, grads, accumulator, learning_rate, epsilon, weight_de
         params[i] = w - lr * g / math.sqrt(acc + eps)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def clip_by_value(grads, clipvalue):
     """Clip every gradient element to ``[-clipvalue, clipvalue]`` in place."""
     high = grads.dtype.type(clipvalue)
     low = -high
-    for i in prange(grads.size):
+    for i in range(grads.size):
         if grads[i] > high:
             grads[i] = high
         elif grads[i] < low:
             grads[i] = low
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def _squared_norm(values, start, stop):
     total = 0.0
-    for i in prange(start, stop):
+    for i in range(start, stop):
         value = np.float64(values[i])
         total += value * value
     return total
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _scale(values, start, stop, factor):
     scale = values.dtype.type(factor)
-    for i in prange(start, stop):
+    for i in range(start, stop):
         values[i] *= scale
 
 
