@@ -213,3 +213,10 @@ def test_clipping_edge_cases_follow_keras(dtype):
     with_nan = np.array([np.nan, 1.0, 3.0], dtype)
     optim.clip_by_value(with_nan, 2.0)
     np.testing.assert_array_equal(with_nan, np.array([np.nan, 1.0, 2.0], dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_divisor_gives_nan_as_in_keras(dtype):
+    params = np.ones(3, dtype)
+    optim.adagrad_update(params, np.zeros(3, dtype), np.zeros(3, dtype), 0.1, 0.0, 0.0)
+    assert np.all(np.isnan(params))

@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit
 
 from nkeras.kernels.codes import LINEAR, RELU, SOFTMAX
-from nkeras.kernels.cpu.activation import _act, _act_grad
+from nkeras.kernels.cpu.activation import _act, _act_grad, _softmax_row
 
 
 @njit(cache=True)
@@ -32,18 +32,9 @@ def dense_forward(x, w, b, code, alpha, z, y):
                 y[i, j] = max(v, 0.0)
     elif code == SOFTMAX:
         for i in range(rows):
-            peak = z[i, 0] + b[0]
             for j in range(units):
                 z[i, j] += b[j]
-                peak = max(peak, z[i, j])
-            total = 0.0
-            for j in range(units):
-                e = np.exp(z[i, j] - peak)
-                y[i, j] = e
-                total += e
-            inv = 1.0 / total
-            for j in range(units):
-                y[i, j] *= inv
+            _softmax_row(z, y, i)
     else:
         for i in range(rows):
             for j in range(units):

@@ -8,7 +8,11 @@ dtype, so float32 buffers are updated in float32 arithmetic, as Keras does.
 
 The updates run on one thread: they are memory-bound, and Numba's OpenMP
 workers spin after a parallel region and starve the BLAS threads of the
-GEMMs that follow (see docs/architecture.md, "Threads").
+GEMMs that follow (see docs/architecture.md, "Threads"). The update loops
+use ``error_model="numpy"``: with Python's error model every division checks
+for a zero divisor, which keeps LLVM from vectorizing the loop (Adam on 670k
+float32 parameters: 1.9 ms scalar, 0.38 ms vectorized); a zero divisor now
+gives inf/NaN, as in Keras, instead of raising.
 
 Slot values that decay below float32's smallest normal number are flushed
 to zero: they can no longer move a weight, and arithmetic on denormal
@@ -33,7 +37,7 @@ def _flush(value, tiny, zero):
     return value if abs(value) >= tiny else zero
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sgd_update(params, grads, momentum_buf, learning_rate, momentum, nesterov, weight_decay):
     """Gradient descent, with (Nesterov) momentum when ``momentum > 0``.
 
@@ -62,7 +66,7 @@ def sgd_update(params, grads, momentum_buf, learning_rate, momentum, nesterov, w
         params[i] = w
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adam_update(params, grads, m, v, v_hat_max, learning_rate, beta_1, beta_2, epsilon, step, amsgrad, weight_decay):
     """Adam (AdamW when ``weight_decay > 0``), Keras's formulation.
 
@@ -94,7 +98,7 @@ def adam_update(params, grads, m, v, v_hat_max, learning_rate, beta_1, beta_2, e
         params[i] = w - m_i * alpha / (math.sqrt(v_i) + eps)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rmsprop_update(params, grads, velocity, average_grad, momentum_buf, learning_rate, rho, momentum, epsilon, centered,
                    weight_decay):
     """RMSprop, Keras's formulation.
@@ -134,7 +138,7 @@ def rmsprop_update(params, grads, velocity, average_grad, momentum_buf, learning
         params[i] = w - increment
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adagrad_update(params, grads, accumulator, learning_rate, epsilon, weight_decay):
     """Adagrad: ``accumulator += g^2``, ``w -= lr * g / sqrt(accumulator + epsilon)``."""
     lr = params.dtype.type(learning_rate)
