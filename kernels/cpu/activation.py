@@ -33,19 +33,19 @@ _SQRT_2_OVER_PI = 0.7978845608028654
 _GELU_CUBIC = 0.044715
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _sigmoid(z):
     e = math.exp(-abs(z))
     r = 1.0 / (1.0 + e)
     return r if z >= 0.0 else e * r
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _tanh(z):
     # From exp (libm's tanh is ~3x slower here); expm1 near 0 keeps the
     # relative precision that (1 - e) / (1 + e) loses there.
@@ -59,7 +59,7 @@ def _tanh(z):
     return t if z >= 0.0 else -t
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _act(z, code, alpha):
     """``act(z)`` for an elementwise activation ``code``; ``alpha`` is
     leaky_relu's negative slope or elu's alpha. LINEAR (and any code without
@@ -88,7 +88,7 @@ def _act(z, code, alpha):
     return z
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _act_grad(z, y, code, alpha):
     """``d act(z) / dz`` given the pre-activation ``z`` and the output
     ``y = act(z)`` (sigmoid and tanh use ``y``, the others ``z``)."""
@@ -117,7 +117,7 @@ def _act_grad(z, y, code, alpha):
     return 1.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _softmax_row(x, y, i):
     cols = x.shape[1]
     peak = x[i, 0]
@@ -133,7 +133,7 @@ def _softmax_row(x, y, i):
         y[i, j] *= inv
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _map_forward(x, code, alpha, y):
     rows, cols = x.shape
     for i in range(rows):
@@ -141,7 +141,7 @@ def _map_forward(x, code, alpha, y):
             y[i, j] = _act(x[i, j], code, alpha)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _map_backward(x, y, dy, code, alpha, dx):
     rows, cols = x.shape
     for i in range(rows):
@@ -149,7 +149,7 @@ def _map_backward(x, y, dy, code, alpha, dx):
             dx[i, j] = dy[i, j] * _act_grad(x[i, j], y[i, j], code, alpha)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def activation_forward(x, code, alpha, y):
     """``y = act(x)``; softmax works over the last axis.
 
@@ -188,7 +188,7 @@ def activation_forward(x, code, alpha, y):
         _map_forward(x, LINEAR, alpha, y)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def activation_backward(x, y, dy, code, alpha, dx):
     """``dx = dy * act'(x)``; for softmax ``dx = y * (dy - sum(dy * y, row))``.
 

@@ -3,7 +3,7 @@
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gather_rows(source, indices, start, out):
     """``out[i] = source[indices[start + i]]`` for every row of ``out``.
 
@@ -17,7 +17,7 @@ def gather_rows(source, indices, start, out):
             out[i, j] = source[src, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def add_into(target, source):
     """``target += source`` over 2-D arrays of the same shape."""
     rows, cols = target.shape
@@ -26,7 +26,7 @@ def add_into(target, source):
             target[i, j] += source[i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def copy_into(target, source):
     """``target[...] = source`` over 2-D arrays of the same shape."""
     rows, cols = target.shape

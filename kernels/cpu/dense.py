@@ -8,7 +8,7 @@ from nkeras.kernels.codes import LINEAR, RELU, SOFTMAX
 from nkeras.kernels.cpu.activation import _act, _act_grad, _softmax_row
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dense_forward(x, w, b, code, alpha, z, y):
     """``z = x @ w + b`` and ``y = act(z)``.
 
@@ -43,7 +43,7 @@ def dense_forward(x, w, b, code, alpha, z, y):
                 y[i, j] = _act(v, code, alpha)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dense_backward(x, w, z, y, dy, code, alpha, dz, dw, db, dx, need_dx):
     """Gradients of ``y = act(x @ w + b)``.
 

@@ -10,7 +10,7 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _splitmix64(value):
     z = value + _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _MIX1
@@ -18,14 +18,14 @@ def _splitmix64(value):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _uniform(key, index):
     """A float in [0, 1) with 24 random bits."""
     bits = _splitmix64(key + np.uint64(index))
     return np.float64(bits >> np.uint64(40)) * (1.0 / 16777216.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dropout_forward(x, rate, seed, step, mask, y):
     """Zero each element with probability ``rate``, scale the rest by
     ``1 / (1 - rate)``; ``mask`` keeps the factor applied to each element.
@@ -44,7 +44,7 @@ def dropout_forward(x, rate, seed, step, mask, y):
             y[i, j] = x[i, j] * mask[i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dropout_backward(dy, mask, dx):
     """``dx = dy * mask``."""
     rows, cols = dy.shape

@@ -27,12 +27,12 @@ from numba import njit
 from nkeras.kernels.cpu.activation import _sigmoid, _softplus
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _clip(value, low, high):
     return min(max(value, low), high)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mean_squared_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
     """``loss_i = mean_j (y_pred - y_true)^2``."""
     rows, cols = y_pred.shape
@@ -50,7 +50,7 @@ def mean_squared_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
     loss_sum[0] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mean_absolute_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
     """``loss_i = mean_j |y_pred - y_true|``."""
     rows, cols = y_pred.shape
@@ -68,7 +68,7 @@ def mean_absolute_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
     loss_sum[0] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def huber(y_true, y_pred, sample_weight, delta, scale, grad, loss_sum):
     """``loss_i = mean_j h(y_pred - y_true)`` with ``h(e) = e^2 / 2`` for
     ``|e| <= delta`` and ``delta * |e| - delta^2 / 2`` beyond."""
@@ -92,7 +92,7 @@ def huber(y_true, y_pred, sample_weight, delta, scale, grad, loss_sum):
     loss_sum[0] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def binary_crossentropy(
     y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum
 ):
@@ -129,7 +129,7 @@ def binary_crossentropy(
     loss_sum[0] = total
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _log_softmax_norm(y_pred, i):
     """``log(sum_j exp(y_pred[i, j]))``, stably."""
     cols = y_pred.shape[1]
@@ -142,7 +142,7 @@ def _log_softmax_norm(y_pred, i):
     return peak + math.log(total)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def categorical_crossentropy(
     y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum
 ):
@@ -192,7 +192,7 @@ def categorical_crossentropy(
     loss_sum[0] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sparse_categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, epsilon, scale, grad, loss_sum):
     """Categorical cross-entropy against the one-hot of ``y_true[i]`` (a
     class id stored as a float). An id outside ``[0, cols)`` selects no class
@@ -233,7 +233,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, 
     loss_sum[0] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def kl_divergence(y_true, y_pred, sample_weight, epsilon, scale, grad, loss_sum):
     """``loss_i = sum_j t log(t / p)`` with ``t`` and ``p`` clipped to
     ``[epsilon, 1]``."""

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _argmax_row(a, i):
     """Index of the first maximum of row ``i`` (a NaN counts as the
     maximum), as ``numpy.argmax``."""
@@ -33,7 +33,7 @@ def _argmax_row(a, i):
     return index
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _in_top_k(y_pred, i, label, k):
     """Whether class ``label`` is among the ``k`` largest scores of row ``i``
     (ties count in its favour, a NaN score never does), as Keras' in_top_k."""
@@ -50,7 +50,7 @@ def _in_top_k(y_pred, i, label, k):
     return above < k
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def accuracy(y_true, y_pred, sample_weight, acc):
     """``value_i = mean_j [y_true == y_pred]`` (exact equality)."""
     rows, cols = y_pred.shape
@@ -68,7 +68,7 @@ def accuracy(y_true, y_pred, sample_weight, acc):
     acc[1] += weights
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def binary_accuracy(y_true, y_pred, sample_weight, threshold, acc):
     """``value_i = mean_j [y_true == (y_pred > threshold)]``."""
     rows, cols = y_pred.shape
@@ -87,7 +87,7 @@ def binary_accuracy(y_true, y_pred, sample_weight, threshold, acc):
     acc[1] += weights
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def categorical_accuracy(y_true, y_pred, sample_weight, acc):
     """``value_i = [argmax y_true[i] == argmax y_pred[i]]``."""
     total = 0.0
@@ -101,7 +101,7 @@ def categorical_accuracy(y_true, y_pred, sample_weight, acc):
     acc[1] += weights
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sparse_categorical_accuracy(y_true, y_pred, sample_weight, acc):
     """``value_i = [y_true[i] == argmax y_pred[i]]``."""
     total = 0.0
@@ -115,7 +115,7 @@ def sparse_categorical_accuracy(y_true, y_pred, sample_weight, acc):
     acc[1] += weights
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def top_k_categorical_accuracy(y_true, y_pred, sample_weight, k, acc):
     """``value_i = [argmax y_true[i] is among the k top scores of y_pred[i]]``."""
     total = 0.0
@@ -129,7 +129,7 @@ def top_k_categorical_accuracy(y_true, y_pred, sample_weight, k, acc):
     acc[1] += weights
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sparse_top_k_categorical_accuracy(y_true, y_pred, sample_weight, k, acc):
     """``value_i = [int(y_true[i]) is among the k top scores of y_pred[i]]``."""
     total = 0.0
@@ -143,7 +143,7 @@ def sparse_top_k_categorical_accuracy(y_true, y_pred, sample_weight, k, acc):
     acc[1] += weights
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mean_squared_error_metric(y_true, y_pred, sample_weight, acc):
     """``value_i = mean_j (y_pred - y_true)^2``."""
     rows, cols = y_pred.shape
@@ -161,7 +161,7 @@ def mean_squared_error_metric(y_true, y_pred, sample_weight, acc):
     acc[1] += weights
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mean_absolute_error_metric(y_true, y_pred, sample_weight, acc):
     """``value_i = mean_j |y_pred - y_true|``."""
     rows, cols = y_pred.shape
