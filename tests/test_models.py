@@ -76,7 +76,7 @@ def _flat_gradient_check(model, xs, ys, rng, eps=1e-6):
     """The engine's flat gradient against central differences of the loss."""
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=model._test_losses, loss_weights=model._test_weights)
     data = model._prepare(xs, ys, None, len(ys[0]), False)
-    model._compile_metrics(None)
+    model._compile_metrics()
     rows, load = next(data.epoch(None))
     bound = model._bound(rows, True)
     ops = model._device.ops

@@ -50,6 +50,10 @@ class Model(Trainer):
         self.built = True
         self.stop_training = False
         self.history = None
+        if not self.compiled:
+            self._losses = [None] * len(outputs)
+            self._loss_weights = [1.0] * len(outputs)
+        self._set_target_shapes()
         if self.compiled:
             self._pack_weights()
 

@@ -146,6 +146,7 @@ class Trainer:
         self._plans = {}
         self.compiled = True
         if self.built:
+            self._set_target_shapes()
             self._pack_weights()
 
     def _per_output(self, value, what, allow_single, listed=False):
@@ -194,7 +195,7 @@ class Trainer:
 
     # ---- metrics ---------------------------------------------------------
 
-    def _compile_metrics(self, targets):
+    def _compile_metrics(self):
         """Resolve metric names against the targets' shapes (Keras picks the
         accuracy variant from them); done once, on the first data seen."""
         if self._compiled_metrics is not None:
@@ -250,7 +251,6 @@ class Trainer:
             if y is not None or sample_weight is not None:
                 raise ValueError("When x is a PyDataset or a generator, y and sample_weight come from it; pass x alone")
             self._ensure_built(None)
-            self._set_target_shapes(None)
             return StreamData(x, self.inputs, self.outputs, self._dtype, steps)
         self._ensure_built(x)
         xs = to_array_list(x, self.inputs, "inputs", self._dtype)
@@ -277,7 +277,9 @@ class Trainer:
             weights = self._class_weights(class_weight, ys, weights)
         return ArrayData(xs, ys, weights, batch_size, shuffle)
 
-    def _set_target_shapes(self, ys):
+    def _set_target_shapes(self):
+        """Per output, the shape of one sample's target: the output's shape,
+        or its shape with the class axis replaced by 1 for sparse losses."""
         shapes = []
         for k, tensor in enumerate(self.outputs):
             out = tuple(tensor.shape[1:])
@@ -285,7 +287,6 @@ class Trainer:
         self._target_shapes = shapes
 
     def _check_targets(self, ys):
-        self._set_target_shapes(ys)
         checked = []
         for k, (tensor, array) in enumerate(zip(self.outputs, ys)):
             loss = self._losses[k]
@@ -367,7 +368,6 @@ class Trainer:
             if len(trackers) > 1:
                 trackers[k + 1].update_state(value / self._loss_weights[k] if self._loss_weights[k] else 0.0, bound.rows)
         trackers[0].update_state(total, bound.rows)
-        self._last_batch_loss = total
 
     def _metric_step(self, ops, bound):
         for metric, k, weighted in self._compiled_metrics:
@@ -419,7 +419,7 @@ class Trainer:
             data, val_data = self._split(data, validation_split, validation_batch_size or batch_size)
         elif validation_data is not None:
             val_data = self._validation(validation_data, validation_batch_size or batch_size, validation_steps)
-        self._compile_metrics(None)
+        self._compile_metrics()
 
         callback_list = callbacks_module.CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose,
@@ -494,7 +494,7 @@ class Trainer:
         batch_size = _check_batch_size(batch_size)
         verbose = _resolve_verbose(verbose)
         data = self._prepare(x, y, sample_weight, batch_size, False, steps=steps)
-        self._compile_metrics(None)
+        self._compile_metrics()
         callback_list = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=len(data)
         )
@@ -511,12 +511,7 @@ class Trainer:
         """The model's outputs for ``x`` as NumPy arrays (a list for several outputs)."""
         batch_size = _check_batch_size(batch_size)
         verbose = _resolve_verbose(verbose)
-        if not self.compiled:
-            self._losses = [None] * len(self.output_names)
-            self._loss_weights = [1.0] * len(self.output_names)
         data = self._prepare(x, None, None, batch_size, False, steps=steps, need_targets=False)
-        if not hasattr(self, "_target_shapes"):
-            self._set_target_shapes(None)
         callback_list = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=len(data)
         )
@@ -539,7 +534,7 @@ class Trainer:
 
     def _single_batch(self, x, y, sample_weight, class_weight=None):
         data = self._prepare(x, y, sample_weight, 1 << 62, False, class_weight)
-        self._compile_metrics(None)
+        self._compile_metrics()
         return next(data.epoch(None))
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):

@@ -1,0 +1,1 @@
+"""asv benchmarks for nkeras (see docs/benchmarks.md)."""

@@ -1,0 +1,66 @@
+"""Pieces shared by the benchmark modules: devices, the Fashion-MNIST MLP
+and synthetic data of Fashion-MNIST's shape."""
+
+import numpy as np
+
+import nkeras as keras
+from nkeras import layers
+from nkeras.backend import get_device
+
+DEVICES = ["cpu", "cuda"]
+
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+MLP_UNITS = (IMAGE_SHAPE[0] * IMAGE_SHAPE[1], 512, 512, NUM_CLASSES)
+MLP_PARAMETERS = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(MLP_UNITS[:-1], MLP_UNITS[1:]))
+BATCH_SIZE = 128
+
+
+def require_device(name):
+    """The nkeras device called ``name``.
+
+    Raises NotImplementedError, which asv reports as a skipped benchmark,
+    when this build or machine has no such device.
+    """
+    try:
+        return get_device(name)
+    except ValueError as error:
+        raise NotImplementedError(f"no {name!r} device here: {error}") from None
+
+
+def build_mlp(device_name):
+    """The compiled Fashion-MNIST MLP: Flatten, Dense 512 relu, Dense 512
+    relu, Dense 10 softmax; Adam, sparse categorical cross-entropy, accuracy.
+
+    Models are placed on the CPU so far: any other device is skipped (with
+    NotImplementedError) until a model can be placed on it.
+    """
+    require_device(device_name)
+    if device_name != "cpu":
+        raise NotImplementedError(f"models cannot be placed on {device_name!r} yet")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input(shape=IMAGE_SHAPE),
+        layers.Flatten(),
+        layers.Dense(MLP_UNITS[1], activation="relu"),
+        layers.Dense(MLP_UNITS[2], activation="relu"),
+        layers.Dense(NUM_CLASSES, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def synthetic_fashion_mnist(samples, seed=0):
+    """``(x, y)``: float32 images in [0, 1) of shape (samples, 28, 28) and
+    integer labels in ``0..9`` (random, so only the timing is meaningful)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((samples,) + IMAGE_SHAPE, dtype=np.float32)
+    y = rng.integers(0, NUM_CLASSES, samples)
+    return x, y
+
+
+def warm_up_samples(samples):
+    """Sample count that makes one epoch meet every batch size (the full one
+    and the short last one) an epoch over ``samples`` meets, so that a
+    warm-up pass builds every plan and loads every kernel the timed pass uses."""
+    return min(samples, BATCH_SIZE + samples % BATCH_SIZE)
