@@ -250,7 +250,7 @@ class Plan:
                     readers_left[id(tensor)] = 1
                     outputs.append(array)
                 state = {
-                    name: self.device.empty(shape, layer.dtype)
+                    name: self.device.zeros(shape, layer.dtype)
                     for name, shape in layer.state_shapes(input_shapes, self.training).items()
                 }
                 step = _Step(layer, inputs, outputs, state)
@@ -260,7 +260,7 @@ class Plan:
                 self._release_dead_inputs(node, index, last_reader, storage_of, readers_left, pinned, pool)
 
     def _release_dead_inputs(self, node, index, last_reader, storage_of, readers_left, pinned, pool):
-        for tensor in node.inputs:
+        for tensor in {id(t): t for t in node.inputs}.values():
             if last_reader.get(id(tensor)) != index:
                 continue
             root = storage_of.get(id(tensor), id(tensor))

@@ -370,3 +370,29 @@ def test_terminate_on_nan_stops_training(rng, capsys):
     assert len(history.history["loss"]) == 1 and np.isnan(history.history["loss"][0])
     out = capsys.readouterr().out
     assert "nan" in out and "terminating" in out
+
+
+def test_dense_without_bias_in_a_model_matches_numpy(rng):
+    model = keras.Sequential([keras.Input((5,)), layers.Dense(4, use_bias=False, activation="tanh")])
+    x = rng.standard_normal((9, 5)).astype("float32")
+    (kernel,) = model.get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.tanh(x @ kernel), rtol=1e-5, atol=1e-6)
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((9, 4)), epochs=2, verbose=0)
+    assert len(model.get_weights()) == 1
+
+
+def test_inference_plan_reuses_dead_buffers():
+    from nkeras.backend import get_device
+    from nkeras.graph import Plan
+
+    inputs = keras.Input((8,))
+    x = inputs
+    for _ in range(4):
+        x = layers.Dense(8, activation="relu")(x)
+    model = keras.Model(inputs, x)
+    plan = Plan(model._graph, 16, get_device("cpu"), training=False)
+    storages = {id(step.outputs[0]) for step in plan.forward_steps}
+    assert len(storages) < len(plan.forward_steps)
+    training = Plan(model._graph, 16, get_device("cpu"), training=True)
+    assert len({id(step.outputs[0]) for step in training.forward_steps}) == len(training.forward_steps)
