@@ -23,5 +23,9 @@ class CpuDevice:
     def to_host(self, array):
         return np.array(array, copy=True)
 
+    def copy_to_host(self, array, out):
+        """Copy a device array into the host array ``out`` of the same shape."""
+        np.copyto(out, array)
+
     def synchronize(self):
         pass

@@ -516,20 +516,27 @@ class Trainer:
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=len(data)
         )
         callback_list.on_predict_begin()
-        ops = self._device.ops
-        chunks = [[] for _ in self.outputs]
+        ops, device = self._device.ops, self._device
+        total = getattr(data, "size", None)
+        results = [[] if total is None else np.empty((total,) + t.shape[1:], t.dtype) for t in self.outputs]
+        start = 0
         for step, (rows, load) in enumerate(data.epoch(None)):
             callback_list.on_predict_batch_begin(step)
             bound = self._bound(rows, False)
             load(ops, bound.x_bufs, [], None)
             bound.plan.forward(0)
-            for chunk, buffer in zip(chunks, bound.plan.output_buffers):
-                chunk.append(self._device.to_host(buffer))
+            for result, buffer in zip(results, bound.plan.output_buffers):
+                if total is None:
+                    result.append(device.to_host(buffer))
+                else:
+                    device.copy_to_host(buffer, result[start:start + rows])
+            start += rows
             callback_list.on_predict_batch_end(step, {})
         callback_list.on_predict_end()
-        if not chunks[0]:
+        if start == 0:
             raise ValueError("predict: the input yielded no batches")
-        results = [np.concatenate(chunk) for chunk in chunks]
+        if total is None:
+            results = [np.concatenate(chunks) for chunks in results]
         return results[0] if len(results) == 1 else results
 
     def _single_batch(self, x, y, sample_weight, class_weight=None):
