@@ -60,7 +60,7 @@ def synthetic_fashion_mnist(samples, seed=0):
 
 
 def warm_up_samples(samples):
-    """Sample count that makes one epoch meet every batch size (the full one
-    and the short last one) an epoch over ``samples`` meets, so that a
-    warm-up pass builds every plan and loads every kernel the timed pass uses."""
+    """How many samples a warm-up pass needs to meet both batch sizes (the
+    full one and the short last one) that an epoch over ``samples`` meets,
+    so that it builds every plan and loads every kernel the timed pass uses."""
     return min(samples, BATCH_SIZE + samples % BATCH_SIZE)

@@ -157,7 +157,7 @@ class OptimizerUpdate(_Kernel):
 
     def setup(self, device_name):
         self._start(device_name)
-        self.params = self._random(MLP_PARAMETERS, scale=0.05)
+        self.weights = self._random(MLP_PARAMETERS, scale=0.05)
         self.grads = self._random(MLP_PARAMETERS, scale=1e-3)
         self.momentum = self.device.zeros(MLP_PARAMETERS, DTYPE)
         self.velocity = self.device.zeros(MLP_PARAMETERS, DTYPE)
@@ -166,12 +166,12 @@ class OptimizerUpdate(_Kernel):
         self.time_sgd_momentum_update(device_name)
 
     def time_adam_update(self, device_name):
-        self.ops.adam_update(self.params, self.grads, self.momentum, self.velocity, self.no_slot,
+        self.ops.adam_update(self.weights, self.grads, self.momentum, self.velocity, self.no_slot,
                              1e-3, 0.9, 0.999, 1e-7, 10, False, 0.0)
         self.device.synchronize()
 
     def time_sgd_momentum_update(self, device_name):
-        self.ops.sgd_update(self.params, self.grads, self.momentum, 1e-2, 0.9, False, 0.0)
+        self.ops.sgd_update(self.weights, self.grads, self.momentum, 1e-2, 0.9, False, 0.0)
         self.device.synchronize()
 
 
@@ -196,7 +196,8 @@ class Dropout(_Kernel):
 
 class GatherRows(_Kernel):
     """``gather_rows``: copy a shuffled batch of 128 rows of 784 features out
-    of a 10,000-sample training set (the first thing a training step does)."""
+    of a 10,000-sample training set (the first thing a training step does);
+    each call takes the next batch of the shuffled order, as an epoch does."""
 
     params = DEVICES
     param_names = ["device"]
@@ -204,11 +205,14 @@ class GatherRows(_Kernel):
     def setup(self, device_name):
         self._start(device_name)
         samples = 10_000
+        self.batches = samples // BATCH_SIZE
+        self.step = 0
         self.source = self.device.to_device(self.rng.random((samples, MLP_UNITS[0]), dtype=DTYPE))
         self.order = self.device.to_device(self.rng.permutation(samples).astype(np.int64))
         self.batch = self._empty((BATCH_SIZE, MLP_UNITS[0]))
         self.time_gather_rows(device_name)
 
     def time_gather_rows(self, device_name):
-        self.ops.gather_rows(self.source, self.order, 0, self.batch)
+        self.ops.gather_rows(self.source, self.order, self.step * BATCH_SIZE, self.batch)
+        self.step = (self.step + 1) % self.batches
         self.device.synchronize()

@@ -1,0 +1,83 @@
+"""End to end: the Fashion-MNIST MLP through ``fit``, ``evaluate``,
+``predict`` and ``train_on_batch`` on synthetic data of Fashion-MNIST's
+shape (28 x 28 float32 images, 10 classes).
+
+``fit`` runs one epoch over 6,000 samples (a tenth of Fashion-MNIST's
+training set, to keep the suite quick); ``predict`` and ``evaluate`` run over
+10,000 samples (the size of its test set). Batch size 128 throughout.
+Every ``setup`` first runs the same call on a slice that meets every batch
+size the timed call meets, so that plans are built and kernels are compiled
+(or loaded from Numba's cache) before timing starts.
+"""
+
+from .common import BATCH_SIZE, DEVICES, build_mlp, synthetic_fashion_mnist, warm_up_samples
+
+TRAIN_SAMPLES = 6_000
+TEST_SAMPLES = 10_000
+
+
+class FitMLP:
+    """One epoch of ``fit`` (shuffled, Adam): time and the process's peak memory."""
+
+    params = DEVICES
+    param_names = ["device"]
+    timeout = 120
+
+    def setup(self, device_name):
+        self.model = build_mlp(device_name)
+        self.x, self.y = synthetic_fashion_mnist(TRAIN_SAMPLES)
+        warm = warm_up_samples(TRAIN_SAMPLES)
+        self.model.fit(self.x[:warm], self.y[:warm], batch_size=BATCH_SIZE, epochs=1, verbose=0)
+
+    def time_fit_one_epoch(self, device_name):
+        self.model.fit(self.x, self.y, batch_size=BATCH_SIZE, epochs=1, verbose=0)
+
+    def peakmem_fit_one_epoch(self, device_name):
+        self.model.fit(self.x, self.y, batch_size=BATCH_SIZE, epochs=1, verbose=0)
+
+
+class InferMLP:
+    """``predict`` and ``evaluate`` (loss and accuracy) over 10,000 samples."""
+
+    params = DEVICES
+    param_names = ["device"]
+    timeout = 120
+
+    def setup(self, device_name):
+        self.model = build_mlp(device_name)
+        self.x, self.y = synthetic_fashion_mnist(TEST_SAMPLES, seed=1)
+        warm = warm_up_samples(TEST_SAMPLES)
+        self.model.predict(self.x[:warm], batch_size=BATCH_SIZE, verbose=0)
+        self.model.evaluate(self.x[:warm], self.y[:warm], batch_size=BATCH_SIZE, verbose=0)
+
+    def time_predict(self, device_name):
+        self.model.predict(self.x, batch_size=BATCH_SIZE, verbose=0)
+
+    def time_evaluate(self, device_name):
+        self.model.evaluate(self.x, self.y, batch_size=BATCH_SIZE, verbose=0)
+
+
+class TrainOnBatchMLP:
+    """One ``train_on_batch`` of 128 samples: a single training step with
+    its Python overhead. Each call takes the next batch of a 6,000-sample
+    set, as a training loop does."""
+
+    params = DEVICES
+    param_names = ["device"]
+
+    def setup(self, device_name):
+        self.model = build_mlp(device_name)
+        self.x, self.y = synthetic_fashion_mnist(TRAIN_SAMPLES, seed=2)
+        self.batches = TRAIN_SAMPLES // BATCH_SIZE
+        self.step = 0
+        self.time_train_on_batch(device_name)
+
+    def time_train_on_batch(self, device_name):
+        start = self.step * BATCH_SIZE
+        self.model.train_on_batch(self.x[start:start + BATCH_SIZE], self.y[start:start + BATCH_SIZE])
+        self.step = (self.step + 1) % self.batches
+
+
+# The Fashion-MNIST convnet (Conv2D 32, MaxPooling2D, Conv2D 64, MaxPooling2D,
+# Flatten, Dense) gets FitConvnet / InferConvnet classes here, mirroring the
+# MLP's, once nkeras has convolution layers.
