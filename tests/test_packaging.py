@@ -35,11 +35,13 @@ def test_non_editable_wheel_imports_kernels(tmp_path):
         "import nkeras, nkeras.kernels.cpu.dense as d, numpy as np;"
         "print(nkeras.__file__); print(d.__file__);"
         "m = nkeras.Sequential([nkeras.Input((3,)), nkeras.layers.Dense(2)]);"
-        "print('x'.join(map(str, m.predict(np.ones((4, 3)), verbose=0).shape)))"
+        "print('x'.join(map(str, m.predict(np.ones((4, 3)), verbose=0).shape)));"
+        "print(nkeras.datasets.digits.load_data()[0][0].shape[0])"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     result = subprocess.run([str(python), "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
-    module_path, kernel_path, shape = result.stdout.split()
+    module_path, kernel_path, shape, digits = result.stdout.split()
     assert str(env_dir) in module_path and str(env_dir) in kernel_path, result.stdout
     assert kernel_path.endswith(os.path.join("nkeras", "kernels", "cpu", "dense.py"))
     assert shape == "4x2"
+    assert digits == "1437", "the embedded digits data must ship in the wheel"
