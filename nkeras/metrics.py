@@ -112,6 +112,12 @@ class Mean(Metric):
         self.totals[0] += values.sum()
         self.totals[1] += count
 
+    def add(self, value, weight):
+        """Add one scalar ``value`` with ``weight``: the training loop's fast path."""
+        totals = self.totals
+        totals[0] += value * weight
+        totals[1] += weight
+
 
 def _mean_over_inner_axes(array):
     return array.mean(axis=tuple(range(1, array.ndim))) if array.ndim > 1 else array

@@ -366,8 +366,8 @@ class Trainer:
             value = out.loss_sum[0] * out.scale
             total += value
             if len(trackers) > 1:
-                trackers[k + 1].update_state(value / self._loss_weights[k] if self._loss_weights[k] else 0.0, bound.rows)
-        trackers[0].update_state(total, bound.rows)
+                trackers[k + 1].add(value / self._loss_weights[k] if self._loss_weights[k] else 0.0, bound.rows)
+        trackers[0].add(total, bound.rows)
 
     def _metric_step(self, ops, bound):
         for metric, k, weighted in self._compiled_metrics:
