@@ -771,6 +771,11 @@ class ModelCheckpoint(_MonitorCallback):
             return self.save_freq != "epoch"
         return super()._uses_hook(name)
 
+    def on_train_begin(self, logs=None):
+        check = getattr(self.model, "check_save_path", None)
+        if check is not None:
+            check(self.filepath, self.save_weights_only)
+
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
 

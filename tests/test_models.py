@@ -396,3 +396,18 @@ def test_inference_plan_reuses_dead_buffers():
     assert len(storages) < len(plan.forward_steps)
     training = Plan(model._graph, 16, get_device("cpu"), training=True)
     assert len({id(step.outputs[0]) for step in training.forward_steps}) == len(training.forward_steps)
+
+
+def test_model_checkpoint_refuses_unwritable_formats_before_training(rng, tmp_path):
+    x, y = _blobs(rng, n=32)
+    model = _mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    before = model.get_weights()
+    for path, weights_only in [("m.keras", False), ("w.weights.h5", True)]:
+        checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / path), save_weights_only=weights_only)
+        with pytest.raises((NotImplementedError, ValueError), match="weights.npz"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[checkpoint])
+    _unchanged(model, before)
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "w-{epoch:02d}.weights.npz"), save_weights_only=True)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[checkpoint])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w-01.weights.npz", "w-02.weights.npz"]

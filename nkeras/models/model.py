@@ -146,9 +146,19 @@ class Model(Trainer):
         weights_file.load(self, filepath)
 
     def save(self, filepath, overwrite=True):
-        raise NotImplementedError(
-            "Whole-model files (.keras) are not written by nkeras yet; use model.save_weights('x.weights.npz')"
-        )
+        self.check_save_path(filepath, weights_only=False)
+
+    def check_save_path(self, filepath, weights_only):
+        """Raise now, before any training, if ``filepath`` cannot be written
+        (ModelCheckpoint calls this when training begins)."""
+        if weights_only:
+            weights_file.check_path(filepath)
+        else:
+            raise NotImplementedError(
+                "Whole-model files (.keras) are not written by nkeras yet; use "
+                "model.save_weights('x.weights.npz') or ModelCheckpoint(..., save_weights_only=True) "
+                "with a '.weights.npz' path"
+            )
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable}

@@ -15,7 +15,7 @@ SUFFIX = ".weights.npz"
 _MANIFEST = "manifest"
 
 
-def _check_path(filepath):
+def check_path(filepath):
     filepath = os.fspath(filepath)
     if not filepath.endswith(SUFFIX):
         raise ValueError(
@@ -35,7 +35,7 @@ def _manifest(model):
 
 def save(model, filepath, overwrite=True):
     """Write ``model``'s weights to ``filepath`` atomically."""
-    filepath = _check_path(filepath)
+    filepath = check_path(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False")
     arrays = {f"w{i:05d}": value for i, value in enumerate(model.get_weights())}
@@ -56,7 +56,7 @@ def save(model, filepath, overwrite=True):
 
 def load(model, filepath):
     """Read weights saved by ``save`` into ``model``; nothing changes on error."""
-    filepath = _check_path(filepath)
+    filepath = check_path(filepath)
     try:
         with np.load(filepath, allow_pickle=False) as archive:
             manifest = json.loads(archive[_MANIFEST].tobytes().decode("utf-8"))
