@@ -42,7 +42,7 @@ class _BoundPlan:
         self.ones = device.to_device(np.ones(rows, dtype))
         self.outputs = []
         self.expand = []
-        for k, (tensor, pred) in enumerate(zip(model.outputs, self.plan.output_buffers)):
+        for k, pred in enumerate(self.plan.output_buffers):
             binding = _OutputBinding()
             binding.loss = model._losses[k]
             cols = pred.shape[-1]

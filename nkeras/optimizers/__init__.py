@@ -91,7 +91,7 @@ class Optimizer:
     ):
         owner = type(self).__name__
         if kwargs.pop("decay", None) is not None:
-            warnings.warn("Argument `decay` is no longer supported and will be ignored.")
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=3)
         if kwargs:
             raise ValueError(f"{owner}: argument(s) not recognized: {kwargs}")
         unsupported = {
