@@ -5,6 +5,7 @@ import numpy as np
 
 from nkeras.backend import get_device
 from nkeras.graph import ExecutionContext
+from tests.gradcheck import numerical_grad
 
 
 def run_layer(layer, inputs, training=True, step=3):
@@ -41,26 +42,9 @@ def check_layer_gradients(layer, input_shape, rng, eps=1e-6, rtol=1e-5, atol=1e-
     dx = np.zeros_like(x)
     layer.backward(context, [x], outputs, state, [probe.copy()], [dx])
 
-    numeric_dx = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        saved = x[index]
-        x[index] = saved + eps
-        plus = objective()
-        x[index] = saved - eps
-        minus = objective()
-        x[index] = saved
-        numeric_dx[index] = (plus - minus) / (2 * eps)
+    numeric_dx = numerical_grad(lambda _: objective(), x, eps)
     np.testing.assert_allclose(dx, numeric_dx, rtol=rtol, atol=atol, err_msg=f"{layer.name}: input gradient")
 
     for variable in layer.trainable_weights:
-        numeric = np.zeros(variable.shape)
-        value = variable.value
-        for index in np.ndindex(variable.shape):
-            saved = value[index]
-            value[index] = saved + eps
-            plus = objective()
-            value[index] = saved - eps
-            minus = objective()
-            value[index] = saved
-            numeric[index] = (plus - minus) / (2 * eps)
+        numeric = numerical_grad(lambda _: objective(), variable.value, eps)
         np.testing.assert_allclose(variable.grad, numeric, rtol=rtol, atol=atol, err_msg=f"{layer.name}: {variable.name}")
