@@ -1,3 +1,10 @@
+import os
+
+# CUDA kernels run on numba-cuda's simulator unless the environment chose
+# (NUMBA_ENABLE_CUDASIM=0 runs the same tests on a real GPU). Numba reads the
+# variable when it is first imported, so this comes before any import of it.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 import numpy as np
 import pytest
 
@@ -13,3 +20,11 @@ def _fresh_names():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def ops(request):
+    """The kernels of each device, called with NumPy arrays (tests/devices.py)."""
+    from devices import ops_for
+
+    return ops_for(request.param)

@@ -1,0 +1,94 @@
+"""Running kernel tests on both devices.
+
+``ops_for(device)`` gives the kernels of ``"cpu"`` or ``"cuda"`` behind one
+interface that takes and fills NumPy arrays, so a kernel test written
+against a float64 NumPy reference runs unchanged on both. On ``"cuda"``
+each call copies its array arguments to the device (arrays passed twice
+stay one device array, as aliasing outputs need), runs the launcher, waits,
+and copies every array back into the caller's arrays.
+
+In CI the CUDA side runs on numba-cuda's simulator (``conftest.py`` sets
+``NUMBA_ENABLE_CUDASIM=1`` unless the environment already chose); with
+``NUMBA_ENABLE_CUDASIM=0`` on a machine with a GPU the same tests run on it.
+"""
+
+import numpy as np
+import pytest
+
+from nkeras.backend.kernel_set import KernelSet
+
+DEVICES = ("cpu", "cuda")
+
+# The simulator runs every GPU thread as Python: keep CUDA cases small.
+CUDA_MAX_ELEMENTS = 4096
+
+
+class _HostCallOps:
+    """The CUDA ops, called with NumPy arrays."""
+
+    device = "cuda"
+
+    def __init__(self):
+        from numba import cuda
+
+        self._cuda = cuda
+        self._ops = KernelSet("nkeras.kernels.cuda")
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        op = getattr(self._ops, name)
+        cuda = self._cuda
+
+        def call(*args):
+            on_device = {}
+            device_args = []
+            for arg in args:
+                if isinstance(arg, np.ndarray):
+                    if id(arg) not in on_device:
+                        on_device[id(arg)] = (arg, cuda.to_device(np.ascontiguousarray(arg)))
+                    device_args.append(on_device[id(arg)][1])
+                else:
+                    device_args.append(arg)
+            result = op(*device_args)
+            cuda.synchronize()
+            for host, device_array in on_device.values():
+                host[...] = device_array.copy_to_host()
+            return result
+
+        return call
+
+
+class _CpuOps:
+    device = "cpu"
+
+    def __init__(self):
+        self._ops = KernelSet("nkeras.kernels.cpu")
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._ops, name)
+
+
+_OPS = {}
+
+
+def ops_for(device):
+    """The kernels of ``device`` ("cpu" or "cuda") as NumPy-in, NumPy-out calls."""
+    if device not in _OPS:
+        _OPS[device] = _CpuOps() if device == "cpu" else _HostCallOps()
+    return _OPS[device]
+
+
+def device_cases(cases, size=lambda case: int(np.prod(case))):
+    """``pytest.param(device, case)`` for every device and case, leaving out
+    CUDA cases whose ``size(case)`` exceeds what the simulator runs quickly
+    (all cases run on the CPU)."""
+    params = []
+    for device in DEVICES:
+        for case in cases:
+            if device == "cuda" and size(case) > CUDA_MAX_ELEMENTS:
+                continue
+            params.append(pytest.param(device, case, id=f"{device}-{case}"))
+    return params
