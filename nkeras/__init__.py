@@ -17,13 +17,15 @@ from nkeras import (
     metrics,
     models,
     optimizers,
+    saving,
     utils,
 )
+from nkeras.backend import device
 from nkeras.layers import Input
 from nkeras.models import Model, Sequential
 from nkeras.variables import Variable
 
 __all__ = [
-    "__version__", "activations", "backend", "callbacks", "config", "datasets", "initializers", "layers",
-    "losses", "metrics", "models", "optimizers", "utils", "Input", "Model", "Sequential", "Variable",
+    "__version__", "activations", "backend", "callbacks", "config", "datasets", "device", "initializers", "layers",
+    "losses", "metrics", "models", "optimizers", "saving", "utils", "Input", "Model", "Sequential", "Variable",
 ]

@@ -1,4 +1,5 @@
-"""Global settings: the default float type and the fuzz factor ``epsilon``."""
+"""Global settings: the default float type, the fuzz factor ``epsilon`` and
+the device new models are placed on."""
 
 import numpy as np
 
@@ -31,3 +32,18 @@ def set_epsilon(value):
 
 def floatx_dtype():
     return np.dtype(_FLOATX)
+
+
+def set_device(name):
+    """Place models built from now on on ``name``: ``"cpu"`` or ``"cuda"``
+    (``None`` restores the default: cuda when a GPU is found, else cpu)."""
+    from nkeras import backend
+
+    backend.set_device(name)
+
+
+def device():
+    """The name of the device new models are placed on."""
+    from nkeras import backend
+
+    return backend.current_device_name()

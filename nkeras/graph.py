@@ -140,11 +140,11 @@ class _Pool:
         self.free = {}
 
     def acquire(self, shape, dtype):
-        stack = self.free.get((shape, dtype))
+        stack = self.free.get((tuple(shape), np.dtype(dtype)))
         return stack.pop() if stack else self.device.empty(shape, dtype)
 
     def release(self, array):
-        self.free.setdefault((array.shape, array.dtype), []).append(array)
+        self.free.setdefault((tuple(array.shape), np.dtype(array.dtype)), []).append(array)
 
 
 class ExecutionContext:
@@ -171,7 +171,7 @@ def _concrete(shape, batch_size):
 
 
 def _as_2d(array):
-    return array.reshape(-1, array.shape[-1]) if array.ndim != 2 else array
+    return array.reshape(-1, tuple(array.shape)[-1]) if array.ndim != 2 else array
 
 
 class Plan:
@@ -227,7 +227,7 @@ class Plan:
         for index, node in enumerate(graph.nodes):
             layer = node.layer
             inputs = [self.values[id(t)] for t in node.inputs]
-            input_shapes = [a.shape for a in inputs]
+            input_shapes = [tuple(a.shape) for a in inputs]
             if layer.output_is_view(self.training):
                 (tensor,) = node.outputs
                 view = inputs[0].reshape(_concrete(tensor.shape, self.batch_size))
@@ -301,7 +301,7 @@ class Plan:
             step = self._step_of.get(id(node)) or _Step(
                 layer, [self.values[id(t)] for t in node.inputs], [self.values[id(t)] for t in node.outputs], {}
             )
-            input_grads, accumulate = [], []
+            input_grads, accumulate, scratches = [], [], []
             for tensor in node.inputs:
                 if not requires_grad[id(tensor)]:
                     input_grads.append(None)
@@ -314,11 +314,12 @@ class Plan:
                 else:
                     scratch = pool.acquire(shape, tensor.dtype)
                     input_grads.append(scratch)
+                    scratches.append(scratch)
                     accumulate.append((_as_2d(grads[id(tensor)]), _as_2d(scratch)))
             step.output_grads, step.input_grads, step.accumulate = out_grads, input_grads, tuple(accumulate)
             self.backward_steps.append(step)
-            for _, scratch in accumulate:
-                pool.release(scratch.base if scratch.base is not None else scratch)
+            for scratch in scratches:
+                pool.release(scratch)
             for tensor_id in free_after:
                 if tensor_id not in pinned:
                     pool.release(grads[tensor_id])

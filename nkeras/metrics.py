@@ -2,7 +2,9 @@
 
 A metric keeps its state in ``totals`` (float64: the weighted sum of the
 per-sample values, and the sum of the weights), which its metric kernel
-(``kernels/cpu/metric.py``) adds into. The training loop calls
+(``kernels/cpu/metric.py`` or its CUDA twin) adds into. A model places its
+metrics on its device (``place``), so on a GPU the totals stay there and
+only ``result()`` copies two numbers down. The training loop calls
 ``update_arrays`` with the batch's buffers; ``update_state`` does the same
 eagerly on NumPy arrays.
 """
@@ -32,7 +34,13 @@ class Metric:
     def __init__(self, name=None, dtype=None):
         self.name = name or _snake_case(type(self).__name__)
         self._dtype = _standardize_dtype(dtype, f"Metric '{self.name}'")
+        self.device = get_device("cpu")
         self.totals = np.zeros(2, np.float64)
+
+    def place(self, device):
+        """Keep the totals on ``device`` from now on (they restart at zero)."""
+        self.device = device
+        self.totals = device.zeros(2, np.float64)
 
     @property
     def dtype(self):
@@ -61,16 +69,22 @@ class Metric:
             y_true, y_pred, sample_weight, self.sparse_labels, self._dtype, f"Metric '{self.name}'",
             elementwise=self._elementwise,
         )
-        self.update_arrays(get_device("cpu").ops, labels, preds, weights)
+        device = self.device
+        self.update_arrays(device.ops, device.to_device(labels), device.to_device(preds), device.to_device(weights))
 
     def result(self):
         """The weighted mean of the values seen so far, as a Python float
         (0.0 before any update)."""
-        total, count = self.totals
+        total, count = self.device.to_host(self.totals)
         return float(total / count) if count else 0.0
 
     def reset_state(self):
-        self.totals[:] = 0.0
+        self.device.copy_from_host(np.zeros(2, np.float64), self.totals)
+
+    def _add_to_totals(self, total, count):
+        totals = self.device.to_host(self.totals)
+        totals += (total, count)
+        self.device.copy_from_host(totals, self.totals)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}
@@ -109,14 +123,7 @@ class Mean(Metric):
                 ) from None
             values = _mean_over_inner_axes(values * weights)
             count = _mean_over_inner_axes(weights).sum()
-        self.totals[0] += values.sum()
-        self.totals[1] += count
-
-    def add(self, value, weight):
-        """Add one scalar ``value`` with ``weight``: the training loop's fast path."""
-        totals = self.totals
-        totals[0] += value * weight
-        totals[1] += weight
+        self._add_to_totals(values.sum(), count)
 
 
 def _mean_over_inner_axes(array):

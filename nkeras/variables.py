@@ -1,8 +1,10 @@
 """``Variable``: a named weight whose value is a device array.
 
-Once a model is compiled, a trainable variable's value is a view into the
-model's flat parameter buffer and ``grad`` a view into the flat gradient
-buffer, so one optimizer kernel updates every weight in place.
+A variable starts as a NumPy array. Once a model is compiled, a trainable
+variable's value is a view into the model's flat parameter buffer on the
+model's device and ``grad`` a view into the flat gradient buffer, so one
+optimizer kernel updates every weight in place. ``numpy()`` and ``assign()``
+copy across whatever device holds the value.
 """
 
 import numpy as np
@@ -22,6 +24,7 @@ class Variable:
         self.name = name
         self.trainable = trainable
         self.grad = None
+        self.device = None
 
     @property
     def value(self):
@@ -29,30 +32,37 @@ class Variable:
 
     @property
     def shape(self):
-        return self._value.shape
+        return tuple(self._value.shape)
 
     @property
     def dtype(self):
-        return self._value.dtype
+        return np.dtype(self._value.dtype)
 
     def numpy(self):
         """A host copy of the value."""
-        return np.array(self._value, copy=True)
+        if self.device is None:
+            return np.array(self._value, copy=True)
+        return self.device.to_host(self._value)
 
     def assign(self, value):
         """Overwrite the value in place; the shape must match."""
         value = np.asarray(value)
-        if value.shape != self._value.shape:
+        if value.shape != self.shape:
             raise ValueError(
-                f"Variable '{self.name}': cannot assign a value of shape {value.shape}, expected {self._value.shape}"
+                f"Variable '{self.name}': cannot assign a value of shape {value.shape}, expected {self.shape}"
             )
-        self._value[...] = value
+        if self.device is None:
+            self._value[...] = value
+        else:
+            self.device.copy_from_host(value, self._value)
 
-    def bind(self, storage, grad=None):
-        """Move the value into ``storage`` (a view of a flat buffer) and keep
-        ``grad`` as its gradient view."""
-        storage[...] = self._value
+    def bind(self, device, storage, grad=None):
+        """Move the value into ``storage`` (a view of a flat buffer on
+        ``device``) and keep ``grad`` as its gradient view."""
+        host = self.numpy()
+        device.copy_from_host(host, storage)
         self._value = storage
+        self.device = device
         self.grad = grad
 
     def __repr__(self):

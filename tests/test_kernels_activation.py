@@ -1,5 +1,5 @@
-"""Activation kernels against float64 NumPy references, finite-difference
-gradient checks, and the nkeras.activations front end."""
+"""Activation kernels, on the CPU and the GPU, against float64 NumPy
+references and finite differences, and the nkeras.activations front end."""
 
 import os
 
@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
+from devices import ops_for
 from gradcheck import numerical_grad
 from nkeras import activations
 from nkeras.kernels import codes
-from nkeras.kernels.cpu.activation import activation_backward, activation_forward
 
 SHAPES = [(1, 1), (1, 7), (5, 1), (13, 17), (64, 130)]
+# The CUDA simulator is slow: a single row, and more rows and elements than
+# one block of 256 threads covers.
+CUDA_SHAPES = [(1, 7), (260, 2)]
 DTYPES = [np.float32, np.float64]
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -94,10 +97,19 @@ def _code(name):
     return (codes.SOFTMAX, 0.0) if name == "softmax" else ELEMENTWISE[name]
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+def _device_cases(cpu_cases, cuda_cases):
+    return [
+        pytest.param(device, case, id=f"{device}-{case}")
+        for device, cases in (("cpu", cpu_cases), ("cuda", cuda_cases))
+        for case in cases
+    ]
+
+
+@pytest.mark.parametrize("device,shape", _device_cases(SHAPES, CUDA_SHAPES))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ALL)
-def test_forward_backward_match_numpy(shape, dtype, name, rng):
+def test_forward_backward_match_numpy(device, shape, dtype, name, rng):
+    ops = ops_for(device)
     code, alpha = _code(name)
     x = _inputs(rng, shape).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
@@ -110,67 +122,70 @@ def test_forward_backward_match_numpy(shape, dtype, name, rng):
         dx_ref = dy64 * slope
 
     y = np.empty(shape, dtype)
-    activation_forward(x, code, alpha, y)
+    ops.activation_forward(x, code, alpha, y)
     np.testing.assert_allclose(y, y_ref, **_tolerance(dtype))
     dx = np.empty(shape, dtype)
-    activation_backward(x, y, dy, code, alpha, dx)
+    ops.activation_backward(x, y, dy, code, alpha, dx)
     np.testing.assert_allclose(dx, dx_ref, **_tolerance(dtype))
 
 
+# A forward launch per perturbed element: the simulator gets a smaller input.
+@pytest.mark.parametrize("device,shape", _device_cases([(4, 7)], [(1, 4)]))
 @pytest.mark.parametrize("name", ALL)
-def test_backward_matches_finite_differences(name, rng):
+def test_backward_matches_finite_differences(device, shape, name, rng):
+    ops = ops_for(device)
     code, alpha = _code(name)
-    x = _inputs(rng, (4, 7))
+    x = _inputs(rng, shape)
     dy = rng.standard_normal(x.shape)
     y = np.empty_like(x)
 
     def objective(values):
-        activation_forward(values, code, alpha, y)
+        ops.activation_forward(values, code, alpha, y)
         return np.sum(dy * y)
 
     numeric = numerical_grad(objective, x)
-    activation_forward(x, code, alpha, y)
+    ops.activation_forward(x, code, alpha, y)
     dx = np.empty_like(x)
-    activation_backward(x, y, dy, code, alpha, dx)
+    ops.activation_backward(x, y, dy, code, alpha, dx)
     np.testing.assert_allclose(dx, numeric, rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_extreme_inputs_stay_finite(dtype):
+def test_extreme_inputs_stay_finite(ops, dtype):
     x = np.array([[-1000.0, -80.0, -1e-9, 0.0, 1e-9, 80.0, 1000.0]], dtype)
     big = np.array([[1000.0, 999.0, -1000.0]], dtype)
     y = np.empty_like(x)
     for name in ELEMENTWISE:
         code, alpha = ELEMENTWISE[name]
-        activation_forward(x, code, alpha, y)
+        ops.activation_forward(x, code, alpha, y)
         assert np.all(np.isfinite(y)), name
         dx = np.empty_like(x)
-        activation_backward(x, y, np.ones_like(x), code, alpha, dx)
+        ops.activation_backward(x, y, np.ones_like(x), code, alpha, dx)
         assert np.all(np.isfinite(dx)), name
-    activation_forward(x, codes.SIGMOID, 0.0, y)
+    ops.activation_forward(x, codes.SIGMOID, 0.0, y)
     np.testing.assert_allclose(y[0, [0, -1]], [0.0, 1.0])
-    activation_forward(x, codes.SOFTPLUS, 0.0, y)
+    ops.activation_forward(x, codes.SOFTPLUS, 0.0, y)
     np.testing.assert_allclose(y[0, [0, -1]], [0.0, 1000.0])
-    activation_forward(x, codes.TANH, 0.0, y)
+    ops.activation_forward(x, codes.TANH, 0.0, y)
     np.testing.assert_allclose(y[0, 2:5], [-1e-9, 0.0, 1e-9], rtol=1e-6)
     soft = np.empty_like(big)
-    activation_forward(big, codes.SOFTMAX, 0.0, soft)
+    ops.activation_forward(big, codes.SOFTMAX, 0.0, soft)
     np.testing.assert_allclose(soft, _softmax(big.astype(np.float64)), rtol=1e-6, atol=1e-30)
 
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "softmax"])
-def test_in_place_forward_and_backward(name, rng):
+def test_in_place_forward_and_backward(ops, name, rng):
     code, alpha = _code(name)
     x = _inputs(rng, (9, 11))
     dy = rng.standard_normal(x.shape)
     y = np.empty_like(x)
-    activation_forward(x, code, alpha, y)
+    ops.activation_forward(x, code, alpha, y)
     dx = np.empty_like(x)
-    activation_backward(x, y, dy, code, alpha, dx)
+    ops.activation_backward(x, y, dy, code, alpha, dx)
     in_place = x.copy()
-    activation_forward(in_place, code, alpha, in_place)
+    ops.activation_forward(in_place, code, alpha, in_place)
     np.testing.assert_array_equal(in_place, y)
-    activation_backward(x, y, dy, code, alpha, dy)
+    ops.activation_backward(x, y, dy, code, alpha, dy)
     np.testing.assert_array_equal(dy, dx)
 
 

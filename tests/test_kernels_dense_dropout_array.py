@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
+from devices import device_cases, ops_for
 from nkeras.kernels import codes
-from nkeras.kernels.cpu import array, dense, dropout
+from nkeras.kernels.cpu import dense
 
 SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 9), (13, 17, 11), (64, 33, 130)]
 DTYPES = [np.float32, np.float64]
@@ -33,10 +34,13 @@ def _tolerance(dtype):
     return dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("rows,inputs,units", SHAPES)
+@pytest.mark.parametrize("device,shape", device_cases(SHAPES + [(70, 19, 67)], size=lambda s: s[0] * s[2] // 2))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["linear", "relu", "tanh", "sigmoid", "gelu", "leaky_relu", "softmax"])
-def test_dense_forward_backward_match_numpy(rows, inputs, units, dtype, name, rng):
+def test_dense_forward_backward_match_numpy(device, shape, dtype, name, rng):
+    """Also on GPU-tile-straddling shapes: 70 rows and 67 units span two 64-wide tiles."""
+    ops = ops_for(device)
+    rows, inputs, units = shape
     alpha = 0.2
     x = rng.standard_normal((rows, inputs))
     w = rng.standard_normal((inputs, units)) / np.sqrt(inputs)
@@ -55,12 +59,12 @@ def test_dense_forward_backward_match_numpy(rows, inputs, units, dtype, name, rn
     xs, ws, bs, dys = cast(x), cast(w), cast(b), cast(dy)
     z = np.empty((rows, units), dtype)
     y = np.empty((rows, units), dtype)
-    dense.dense_forward(xs, ws, bs, codes.ACTIVATION_CODES[name], alpha, z, y)
+    ops.dense_forward(xs, ws, bs, codes.ACTIVATION_CODES[name], alpha, z, y)
     np.testing.assert_allclose(z, z_ref, **_tolerance(dtype))
     np.testing.assert_allclose(y, y_ref, **_tolerance(dtype))
 
     dz, dw, db, dx = (np.empty(s, dtype) for s in ((rows, units), (inputs, units), (units,), (rows, inputs)))
-    dense.dense_backward(xs, ws, z, y, dys, codes.ACTIVATION_CODES[name], alpha, dz, dw, db, dx, True)
+    ops.dense_backward(xs, ws, z, y, dys, codes.ACTIVATION_CODES[name], alpha, dz, dw, db, dx, True)
     np.testing.assert_allclose(dz, dz_ref, **_tolerance(dtype))
     np.testing.assert_allclose(dw, x.T @ dz_ref, **_tolerance(dtype))
     np.testing.assert_allclose(db, dz_ref.sum(axis=0), **_tolerance(dtype))
@@ -68,30 +72,32 @@ def test_dense_forward_backward_match_numpy(rows, inputs, units, dtype, name, rn
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dense_in_place_variants(dtype, rng):
+def test_dense_in_place_variants(ops, dtype, rng):
     """Inference passes y as z; training passes dy as dz and skips dx."""
     x = rng.standard_normal((9, 5)).astype(dtype)
     w = rng.standard_normal((5, 4)).astype(dtype)
     b = rng.standard_normal(4).astype(dtype)
     y = np.empty((9, 4), dtype)
-    dense.dense_forward(x, w, b, codes.RELU, 0.0, y, y)
+    ops.dense_forward(x, w, b, codes.RELU, 0.0, y, y)
     np.testing.assert_allclose(y, np.maximum(x @ w + b, 0), **_tolerance(dtype))
     dy = rng.standard_normal((9, 4)).astype(dtype)
     expected_dz = dy * (y > 0)
     dw, db = np.empty((5, 4), dtype), np.empty(4, dtype)
-    dense.dense_backward(x, w, y, y, dy, codes.RELU, 0.0, dy, dw, db, dy, False)
+    ops.dense_backward(x, w, y, y, dy, codes.RELU, 0.0, dy, dw, db, dy, False)
     np.testing.assert_allclose(dy, expected_dz, **_tolerance(dtype))
     np.testing.assert_allclose(dw, x.T @ expected_dz, **_tolerance(dtype))
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (128, 513)])
+# (20, 33): more elements than one block of GPU threads; (128, 513) is CPU-only.
+@pytest.mark.parametrize("device,shape", device_cases([(1, 1), (3, 7), (20, 33), (128, 513)]))
 @pytest.mark.parametrize("rate", [0.0, 0.2, 0.5, 0.9])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dropout_scales_kept_values_and_drops_at_rate(shape, rate, dtype, rng):
+def test_dropout_scales_kept_values_and_drops_at_rate(device, shape, rate, dtype, rng):
+    ops = ops_for(device)
     x = (rng.standard_normal(shape) + 3.0).astype(dtype)
     mask = np.empty(shape, dtype)
     y = np.empty(shape, dtype)
-    dropout.dropout_forward(x, rate, 42, 7, mask, y)
+    ops.dropout_forward(x, rate, 42, 7, mask, y)
     kept = mask != 0
     np.testing.assert_allclose(mask[kept], 1 / (1 - rate), rtol=1e-6)
     np.testing.assert_allclose(y, x * mask, rtol=1e-6)
@@ -99,16 +105,16 @@ def test_dropout_scales_kept_values_and_drops_at_rate(shape, rate, dtype, rng):
         assert abs((~kept).mean() - rate) < 0.01
     dy = rng.standard_normal(shape).astype(dtype)
     dx = np.empty(shape, dtype)
-    dropout.dropout_backward(dy, mask, dx)
+    ops.dropout_backward(dy, mask, dx)
     np.testing.assert_allclose(dx, dy * mask, rtol=1e-6)
 
 
-def test_dropout_is_reproducible_and_varies_with_step_and_seed():
+def test_dropout_is_reproducible_and_varies_with_step_and_seed(ops):
     x = np.ones((64, 65), np.float32)
     masks = {}
     for seed, step in [(1, 0), (1, 0), (1, 1), (2, 0)]:
         mask, y = np.empty_like(x), np.empty_like(x)
-        dropout.dropout_forward(x, 0.5, seed, step, mask, y)
+        ops.dropout_forward(x, 0.5, seed, step, mask, y)
         masks.setdefault((seed, step), []).append(mask)
     np.testing.assert_array_equal(*masks[(1, 0)])
     assert not np.array_equal(masks[(1, 0)][0], masks[(1, 1)][0])
@@ -116,16 +122,46 @@ def test_dropout_is_reproducible_and_varies_with_step_and_seed():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_array_kernels(dtype, rng):
+@pytest.mark.parametrize("rate,seed,step", [(0.3, 42, 7), (0.5, 2**62 + 12345, 987654321)])
+def test_dropout_masks_are_identical_on_cpu_and_cuda(dtype, rate, seed, step, rng):
+    x = rng.standard_normal((19, 29)).astype(dtype)
+    results = {}
+    for device in ("cpu", "cuda"):
+        mask, y = np.empty_like(x), np.empty_like(x)
+        ops_for(device).dropout_forward(x, rate, seed, step, mask, y)
+        results[device] = mask, y
+    for cpu_array, cuda_array in zip(results["cpu"], results["cuda"]):
+        np.testing.assert_array_equal(cuda_array, cpu_array)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_array_kernels(ops, dtype, rng):
     source = rng.standard_normal((50, 7)).astype(dtype)
     order = rng.permutation(50).astype(np.int64)
     out = np.empty((13, 7), dtype)
-    array.gather_rows(source, order, 20, out)
+    ops.gather_rows(source, order, 20, out)
     np.testing.assert_array_equal(out, source[order[20:33]])
     target = rng.standard_normal((5, 3)).astype(dtype)
     addend = rng.standard_normal((5, 3)).astype(dtype)
     expected = target.astype(np.float64) + addend
-    array.add_into(target, addend)
+    ops.add_into(target, addend)
     np.testing.assert_allclose(target, expected, rtol=1e-6)
-    array.copy_into(target, addend)
+    ops.copy_into(target, addend)
     np.testing.assert_array_equal(target, addend)
+
+
+@pytest.mark.parametrize("source_dtype", [np.uint8, np.int32, np.float64])
+def test_array_kernels_cast_sources_and_span_blocks(ops, source_dtype, rng):
+    """Batches gather from uint8 images or float64 arrays into float32
+    buffers; (40, 9) takes more than one block of GPU threads."""
+    source = rng.uniform(0, 255, (90, 9)).astype(source_dtype)
+    order = rng.permutation(90).astype(np.int64)
+    out = np.empty((40, 9), np.float32)
+    ops.gather_rows(source, order, 45, out)
+    np.testing.assert_array_equal(out, source[order[45:85]].astype(np.float32))
+    addend = rng.standard_normal(out.shape).astype(np.float32)
+    expected = out + addend
+    ops.add_into(out, addend)
+    np.testing.assert_array_equal(out, expected)
+    ops.copy_into(out, addend)
+    np.testing.assert_array_equal(out, addend)

@@ -134,6 +134,16 @@ def _softmax_row(x, y, i):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _softmax_grad_row(y, dy, dx, i):
+    cols = y.shape[1]
+    dot = 0.0
+    for j in range(cols):
+        dot += dy[i, j] * y[i, j]
+    for j in range(cols):
+        dx[i, j] = y[i, j] * (dy[i, j] - dot)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _map_forward(x, code, alpha, y):
     rows, cols = x.shape
     for i in range(rows):
@@ -196,13 +206,8 @@ def activation_backward(x, y, dy, code, alpha, dx):
     output; dx: (rows, cols) output, which may be ``dy`` itself.
     """
     if code == SOFTMAX:
-        rows, cols = x.shape
-        for i in range(rows):
-            dot = 0.0
-            for j in range(cols):
-                dot += dy[i, j] * y[i, j]
-            for j in range(cols):
-                dx[i, j] = y[i, j] * (dy[i, j] - dot)
+        for i in range(x.shape[0]):
+            _softmax_grad_row(y, dy, dx, i)
     elif code == RELU:
         _map_backward(x, y, dy, RELU, alpha, dx)
     elif code == SIGMOID:

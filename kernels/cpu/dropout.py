@@ -25,6 +25,14 @@ def _uniform(key, index):
     return np.float64(bits >> np.uint64(40)) * (1.0 / 16777216.0)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _dropout_constants(rate, seed, step):
+    """The hash key of (seed, step) and the scale of kept elements (the CUDA
+    launcher calls it on the host)."""
+    key = _splitmix64(_splitmix64(np.uint64(seed)) ^ np.uint64(step))
+    return key, 1.0 / (1.0 - rate)
+
+
 @njit(cache=True, error_model="numpy")
 def dropout_forward(x, rate, seed, step, mask, y):
     """Zero each element with probability ``rate``, scale the rest by
@@ -32,8 +40,7 @@ def dropout_forward(x, rate, seed, step, mask, y):
 
     x, mask, y: 2-D arrays of the same shape; seed, step: integers.
     """
-    key = _splitmix64(_splitmix64(np.uint64(seed)) ^ np.uint64(step))
-    keep_scale = 1.0 / (1.0 - rate)
+    key, keep_scale = _dropout_constants(rate, seed, step)
     rows, cols = x.shape
     for i in range(rows):
         for j in range(cols):

@@ -17,6 +17,11 @@ grad, loss_sum)``:
 Arithmetic runs in float64 whatever the arrays' dtype. Where Keras clips a
 probability to ``[epsilon, 1 - epsilon]`` the gradient is zero outside the
 open interval, as the clip makes it.
+
+Each loss's work on one row is an inline ``_<loss>_row(y_true, y_pred,
+sample_weight, i, <params>, scale, grad)`` helper that writes ``grad[i]`` and
+returns ``sample_weight[i] * loss_i``; the CUDA twins (``kernels/cuda/loss.py``)
+call the same helpers, one GPU thread per row.
 """
 
 import math
@@ -32,103 +37,6 @@ def _clip(value, low, high):
     return min(max(value, low), high)
 
 
-@njit(cache=True, error_model="numpy")
-def mean_squared_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
-    """``loss_i = mean_j (y_pred - y_true)^2``."""
-    rows, cols = y_pred.shape
-    inv_cols = 1.0 / cols
-    total = 0.0
-    for i in range(rows):
-        weight = np.float64(sample_weight[i])
-        factor = 2.0 * scale * weight * inv_cols
-        row = 0.0
-        for j in range(cols):
-            error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
-            row += error * error
-            grad[i, j] = factor * error
-        total += weight * row * inv_cols
-    loss_sum[0] = total
-
-
-@njit(cache=True, error_model="numpy")
-def mean_absolute_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
-    """``loss_i = mean_j |y_pred - y_true|``."""
-    rows, cols = y_pred.shape
-    inv_cols = 1.0 / cols
-    total = 0.0
-    for i in range(rows):
-        weight = np.float64(sample_weight[i])
-        factor = scale * weight * inv_cols
-        row = 0.0
-        for j in range(cols):
-            error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
-            row += abs(error)
-            grad[i, j] = factor if error > 0.0 else (-factor if error < 0.0 else 0.0)
-        total += weight * row * inv_cols
-    loss_sum[0] = total
-
-
-@njit(cache=True, error_model="numpy")
-def huber(y_true, y_pred, sample_weight, delta, scale, grad, loss_sum):
-    """``loss_i = mean_j h(y_pred - y_true)`` with ``h(e) = e^2 / 2`` for
-    ``|e| <= delta`` and ``delta * |e| - delta^2 / 2`` beyond."""
-    rows, cols = y_pred.shape
-    inv_cols = 1.0 / cols
-    total = 0.0
-    for i in range(rows):
-        weight = np.float64(sample_weight[i])
-        factor = scale * weight * inv_cols
-        row = 0.0
-        for j in range(cols):
-            error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
-            size = abs(error)
-            if size <= delta:
-                row += 0.5 * error * error
-                grad[i, j] = factor * error
-            else:
-                row += delta * size - 0.5 * delta * delta
-                grad[i, j] = factor * (delta if error > 0.0 else -delta)
-        total += weight * row * inv_cols
-    loss_sum[0] = total
-
-
-@njit(cache=True, error_model="numpy")
-def binary_crossentropy(
-    y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum
-):
-    """``loss_i = mean_j -(t log p + (1 - t) log(1 - p))`` with the labels
-    smoothed towards 0.5 (``t = y (1 - s) + s / 2``).
-
-    from_logits: ``y_pred`` holds logits (``p = sigmoid(y_pred)``, computed
-    stably); else probabilities clipped to ``[epsilon, 1 - epsilon]``.
-    """
-    rows, cols = y_pred.shape
-    inv_cols = 1.0 / cols
-    keep = 1.0 - label_smoothing
-    shift = 0.5 * label_smoothing
-    high = 1.0 - epsilon
-    total = 0.0
-    for i in range(rows):
-        weight = np.float64(sample_weight[i])
-        factor = scale * weight * inv_cols
-        row = 0.0
-        for j in range(cols):
-            target = np.float64(y_true[i, j]) * keep + shift
-            value = np.float64(y_pred[i, j])
-            if from_logits:
-                row += _softplus(value) - target * value
-                grad[i, j] = factor * (_sigmoid(value) - target)
-            else:
-                p = _clip(value, epsilon, high)
-                row -= target * math.log(p) + (1.0 - target) * math.log(1.0 - p)
-                if epsilon < value < high:
-                    grad[i, j] = factor * ((1.0 - target) / (1.0 - p) - target / p)
-                else:
-                    grad[i, j] = 0.0
-        total += weight * row * inv_cols
-    loss_sum[0] = total
-
-
 @njit(cache=True, error_model="numpy", inline="always")
 def _log_softmax_norm(y_pred, i):
     """``log(sum_j exp(y_pred[i, j]))``, stably."""
@@ -142,6 +50,164 @@ def _log_softmax_norm(y_pred, i):
     return peak + math.log(total)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _mse_row(y_true, y_pred, sample_weight, i, scale, grad):
+    cols = y_pred.shape[1]
+    inv_cols = 1.0 / cols
+    weight = np.float64(sample_weight[i])
+    factor = 2.0 * scale * weight * inv_cols
+    row = 0.0
+    for j in range(cols):
+        error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
+        row += error * error
+        grad[i, j] = factor * error
+    return weight * row * inv_cols
+
+
+@njit(cache=True, error_model="numpy")
+def mean_squared_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
+    """``loss_i = mean_j (y_pred - y_true)^2``."""
+    total = 0.0
+    for i in range(y_pred.shape[0]):
+        total += _mse_row(y_true, y_pred, sample_weight, i, scale, grad)
+    loss_sum[0] = total
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _mae_row(y_true, y_pred, sample_weight, i, scale, grad):
+    cols = y_pred.shape[1]
+    inv_cols = 1.0 / cols
+    weight = np.float64(sample_weight[i])
+    factor = scale * weight * inv_cols
+    row = 0.0
+    for j in range(cols):
+        error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
+        row += abs(error)
+        grad[i, j] = factor if error > 0.0 else (-factor if error < 0.0 else 0.0)
+    return weight * row * inv_cols
+
+
+@njit(cache=True, error_model="numpy")
+def mean_absolute_error(y_true, y_pred, sample_weight, scale, grad, loss_sum):
+    """``loss_i = mean_j |y_pred - y_true|``."""
+    total = 0.0
+    for i in range(y_pred.shape[0]):
+        total += _mae_row(y_true, y_pred, sample_weight, i, scale, grad)
+    loss_sum[0] = total
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _huber_row(y_true, y_pred, sample_weight, i, delta, scale, grad):
+    cols = y_pred.shape[1]
+    inv_cols = 1.0 / cols
+    weight = np.float64(sample_weight[i])
+    factor = scale * weight * inv_cols
+    row = 0.0
+    for j in range(cols):
+        error = np.float64(y_pred[i, j]) - np.float64(y_true[i, j])
+        size = abs(error)
+        if size <= delta:
+            row += 0.5 * error * error
+            grad[i, j] = factor * error
+        else:
+            row += delta * size - 0.5 * delta * delta
+            grad[i, j] = factor * (delta if error > 0.0 else -delta)
+    return weight * row * inv_cols
+
+
+@njit(cache=True, error_model="numpy")
+def huber(y_true, y_pred, sample_weight, delta, scale, grad, loss_sum):
+    """``loss_i = mean_j h(y_pred - y_true)`` with ``h(e) = e^2 / 2`` for
+    ``|e| <= delta`` and ``delta * |e| - delta^2 / 2`` beyond."""
+    total = 0.0
+    for i in range(y_pred.shape[0]):
+        total += _huber_row(y_true, y_pred, sample_weight, i, delta, scale, grad)
+    loss_sum[0] = total
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _bce_row(y_true, y_pred, sample_weight, i, from_logits, label_smoothing, epsilon, scale, grad):
+    cols = y_pred.shape[1]
+    inv_cols = 1.0 / cols
+    keep = 1.0 - label_smoothing
+    shift = 0.5 * label_smoothing
+    high = 1.0 - epsilon
+    weight = np.float64(sample_weight[i])
+    factor = scale * weight * inv_cols
+    row = 0.0
+    for j in range(cols):
+        target = np.float64(y_true[i, j]) * keep + shift
+        value = np.float64(y_pred[i, j])
+        if from_logits:
+            row += _softplus(value) - target * value
+            grad[i, j] = factor * (_sigmoid(value) - target)
+        else:
+            p = _clip(value, epsilon, high)
+            row -= target * math.log(p) + (1.0 - target) * math.log(1.0 - p)
+            if epsilon < value < high:
+                grad[i, j] = factor * ((1.0 - target) / (1.0 - p) - target / p)
+            else:
+                grad[i, j] = 0.0
+    return weight * row * inv_cols
+
+
+@njit(cache=True, error_model="numpy")
+def binary_crossentropy(
+    y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum
+):
+    """``loss_i = mean_j -(t log p + (1 - t) log(1 - p))`` with the labels
+    smoothed towards 0.5 (``t = y (1 - s) + s / 2``).
+
+    from_logits: ``y_pred`` holds logits (``p = sigmoid(y_pred)``, computed
+    stably); else probabilities clipped to ``[epsilon, 1 - epsilon]``.
+    """
+    total = 0.0
+    for i in range(y_pred.shape[0]):
+        total += _bce_row(
+            y_true, y_pred, sample_weight, i, from_logits, label_smoothing, epsilon, scale, grad
+        )
+    loss_sum[0] = total
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _cce_row(y_true, y_pred, sample_weight, i, from_logits, label_smoothing, epsilon, scale, grad):
+    cols = y_pred.shape[1]
+    keep = 1.0 - label_smoothing
+    shift = label_smoothing / cols
+    high = 1.0 - epsilon
+    weight = np.float64(sample_weight[i])
+    factor = scale * weight
+    row = 0.0
+    if from_logits:
+        norm = _log_softmax_norm(y_pred, i)
+        target_sum = 0.0
+        for j in range(cols):
+            target_sum += np.float64(y_true[i, j]) * keep + shift
+        for j in range(cols):
+            target = np.float64(y_true[i, j]) * keep + shift
+            log_p = np.float64(y_pred[i, j]) - norm
+            row -= target * log_p
+            grad[i, j] = factor * (math.exp(log_p) * target_sum - target)
+    else:
+        row_sum = 0.0
+        for j in range(cols):
+            row_sum += np.float64(y_pred[i, j])
+        inv_sum = 1.0 / row_sum
+        # d loss / d q_j (zero where clipped), then through q = y / sum(y).
+        dot = 0.0
+        for j in range(cols):
+            target = np.float64(y_true[i, j]) * keep + shift
+            q = np.float64(y_pred[i, j]) * inv_sum
+            p = _clip(q, epsilon, high)
+            row -= target * math.log(p)
+            dq = -target / p if epsilon < q < high else 0.0
+            grad[i, j] = dq
+            dot += dq * q
+        for j in range(cols):
+            grad[i, j] = factor * (grad[i, j] - dot) * inv_sum
+    return weight * row
+
+
 @njit(cache=True, error_model="numpy")
 def categorical_crossentropy(
     y_true, y_pred, sample_weight, from_logits, label_smoothing, epsilon, scale, grad, loss_sum
@@ -152,44 +218,51 @@ def categorical_crossentropy(
     from_logits: ``p = softmax(y_pred)`` (through a stable log-softmax); else
     ``p = clip(y_pred / sum(y_pred, row), epsilon, 1 - epsilon)`` as Keras.
     """
-    rows, cols = y_pred.shape
-    keep = 1.0 - label_smoothing
-    shift = label_smoothing / cols
-    high = 1.0 - epsilon
     total = 0.0
-    for i in range(rows):
-        weight = np.float64(sample_weight[i])
-        factor = scale * weight
-        row = 0.0
-        if from_logits:
-            norm = _log_softmax_norm(y_pred, i)
-            target_sum = 0.0
-            for j in range(cols):
-                target_sum += np.float64(y_true[i, j]) * keep + shift
-            for j in range(cols):
-                target = np.float64(y_true[i, j]) * keep + shift
-                log_p = np.float64(y_pred[i, j]) - norm
-                row -= target * log_p
-                grad[i, j] = factor * (math.exp(log_p) * target_sum - target)
-        else:
-            row_sum = 0.0
-            for j in range(cols):
-                row_sum += np.float64(y_pred[i, j])
-            inv_sum = 1.0 / row_sum
-            # d loss / d q_j (zero where clipped), then through q = y / sum(y).
-            dot = 0.0
-            for j in range(cols):
-                target = np.float64(y_true[i, j]) * keep + shift
-                q = np.float64(y_pred[i, j]) * inv_sum
-                p = _clip(q, epsilon, high)
-                row -= target * math.log(p)
-                dq = -target / p if epsilon < q < high else 0.0
-                grad[i, j] = dq
-                dot += dq * q
-            for j in range(cols):
-                grad[i, j] = factor * (grad[i, j] - dot) * inv_sum
-        total += weight * row
+    for i in range(y_pred.shape[0]):
+        total += _cce_row(
+            y_true, y_pred, sample_weight, i, from_logits, label_smoothing, epsilon, scale, grad
+        )
     loss_sum[0] = total
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _scce_row(y_true, y_pred, sample_weight, i, from_logits, epsilon, scale, grad):
+    cols = y_pred.shape[1]
+    high = 1.0 - epsilon
+    weight = np.float64(sample_weight[i])
+    label = int(y_true[i])
+    hit = 0 <= label < cols
+    # A miss reads a valid column and weighs it by zero. Array accesses under
+    # a branch on the data left Numba reference-counting the arrays once per
+    # row, which made the kernel 1.5x slower.
+    column = min(max(label, 0), cols - 1)
+    factor = scale * weight if hit else 0.0
+    if from_logits:
+        norm = _log_softmax_norm(y_pred, i)
+        for j in range(cols):
+            grad[i, j] = factor * math.exp(np.float64(y_pred[i, j]) - norm) if hit else 0.0
+        grad[i, column] -= factor
+        row = norm - np.float64(y_pred[i, column])
+    else:
+        row_sum = 0.0
+        for j in range(cols):
+            row_sum += np.float64(y_pred[i, j])
+        inv_sum = 1.0 / row_sum
+        q = np.float64(y_pred[i, column]) * inv_sum
+        p = _clip(q, epsilon, high)
+        row = -math.log(p)
+        # d loss / d q = -1 / p (zero where clipped), then through q = y / sum(y):
+        # every column gets slope * q, the label's column also -slope.
+        slope = 0.0
+        common = 0.0
+        if hit and epsilon < q < high:
+            slope = factor * inv_sum / p
+            common = slope * q
+        for j in range(cols):
+            grad[i, j] = common
+        grad[i, column] -= slope
+    return weight * row if hit else 0.0
 
 
 @njit(cache=True, error_model="numpy")
@@ -197,57 +270,31 @@ def sparse_categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, 
     """Categorical cross-entropy against the one-hot of ``y_true[i]`` (a
     class id stored as a float). An id outside ``[0, cols)`` selects no class
     (zero loss and gradient), as a one-hot of it would."""
-    rows, cols = y_pred.shape
-    high = 1.0 - epsilon
     total = 0.0
-    for i in range(rows):
-        weight = np.float64(sample_weight[i])
-        factor = scale * weight
-        label = int(y_true[i])
-        hit = 0 <= label < cols
-        row = 0.0
-        if from_logits:
-            norm = _log_softmax_norm(y_pred, i)
-            for j in range(cols):
-                grad[i, j] = factor * math.exp(np.float64(y_pred[i, j]) - norm) if hit else 0.0
-            if hit:
-                row = norm - np.float64(y_pred[i, label])
-                grad[i, label] -= factor
-        else:
-            row_sum = 0.0
-            for j in range(cols):
-                row_sum += np.float64(y_pred[i, j])
-            inv_sum = 1.0 / row_sum
-            for j in range(cols):
-                grad[i, j] = 0.0
-            if hit:
-                q = np.float64(y_pred[i, label]) * inv_sum
-                p = _clip(q, epsilon, high)
-                row = -math.log(p)
-                if epsilon < q < high:
-                    dq = -1.0 / p
-                    for j in range(cols):
-                        grad[i, j] = -factor * dq * q * inv_sum
-                    grad[i, label] += factor * dq * inv_sum
-        total += weight * row
+    for i in range(y_pred.shape[0]):
+        total += _scce_row(y_true, y_pred, sample_weight, i, from_logits, epsilon, scale, grad)
     loss_sum[0] = total
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _kld_row(y_true, y_pred, sample_weight, i, epsilon, scale, grad):
+    weight = np.float64(sample_weight[i])
+    factor = scale * weight
+    row = 0.0
+    for j in range(y_pred.shape[1]):
+        target = _clip(np.float64(y_true[i, j]), epsilon, 1.0)
+        value = np.float64(y_pred[i, j])
+        p = _clip(value, epsilon, 1.0)
+        row += target * math.log(target / p)
+        grad[i, j] = -factor * target / p if epsilon < value < 1.0 else 0.0
+    return weight * row
 
 
 @njit(cache=True, error_model="numpy")
 def kl_divergence(y_true, y_pred, sample_weight, epsilon, scale, grad, loss_sum):
     """``loss_i = sum_j t log(t / p)`` with ``t`` and ``p`` clipped to
     ``[epsilon, 1]``."""
-    rows, cols = y_pred.shape
     total = 0.0
-    for i in range(rows):
-        weight = np.float64(sample_weight[i])
-        factor = scale * weight
-        row = 0.0
-        for j in range(cols):
-            target = _clip(np.float64(y_true[i, j]), epsilon, 1.0)
-            value = np.float64(y_pred[i, j])
-            p = _clip(value, epsilon, 1.0)
-            row += target * math.log(target / p)
-            grad[i, j] = -factor * target / p if epsilon < value < 1.0 else 0.0
-        total += weight * row
+    for i in range(y_pred.shape[0]):
+        total += _kld_row(y_true, y_pred, sample_weight, i, epsilon, scale, grad)
     loss_sum[0] = total

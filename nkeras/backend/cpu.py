@@ -27,5 +27,13 @@ class CpuDevice:
         """Copy a device array into the host array ``out`` of the same shape."""
         np.copyto(out, array)
 
+    def copy_from_host(self, host_array, out):
+        """Copy a host array into the device array ``out`` of the same shape."""
+        np.copyto(out, host_array)
+
+    def host_empty(self, shape, dtype):
+        """A host array to stage transfers in."""
+        return np.empty(shape, dtype=dtype)
+
     def synchronize(self):
         pass

@@ -9,6 +9,7 @@ only when a callback reads the logs (the progress bar reads them only when
 it redraws).
 """
 
+from nkeras.callbacks.backup_and_restore import BackupAndRestore
 from nkeras.callbacks.callback import Callback
 from nkeras.callbacks.callback_list import CallbackList
 from nkeras.callbacks.csv_logger import CSVLogger
@@ -21,4 +22,4 @@ from nkeras.callbacks.progbar_logger import ProgbarLogger
 from nkeras.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from nkeras.callbacks.terminate_on_nan import TerminateOnNaN
 
-__all__ = ['CSVLogger', 'Callback', 'CallbackList', 'EarlyStopping', 'History', 'LambdaCallback', 'LearningRateScheduler', 'ModelCheckpoint', 'ProgbarLogger', 'ReduceLROnPlateau', 'TerminateOnNaN']
+__all__ = ['BackupAndRestore', 'CSVLogger', 'Callback', 'CallbackList', 'EarlyStopping', 'History', 'LambdaCallback', 'LearningRateScheduler', 'ModelCheckpoint', 'ProgbarLogger', 'ReduceLROnPlateau', 'TerminateOnNaN']

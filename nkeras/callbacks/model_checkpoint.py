@@ -150,7 +150,7 @@ class ModelCheckpoint(_MonitorCallback):
         if not self._should_save_model(epoch, logs, filepath):
             return
         if os.path.isdir(filepath):
-            raise IOError(
+            raise OSError(
                 f"Please specify a non-directory filepath for ModelCheckpoint. "
                 f"Filepath used is an existing directory: {filepath}"
             )

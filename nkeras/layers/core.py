@@ -8,7 +8,7 @@ from nkeras.random import draw_seed
 
 
 def _as_2d(array):
-    return array if array.ndim == 2 else array.reshape(-1, array.shape[-1])
+    return array if array.ndim == 2 else array.reshape(-1, tuple(array.shape)[-1])
 
 
 def _reject_unsupported(layer_name, **options):

@@ -179,9 +179,13 @@ class Layer:
         else:
             from nkeras.graph import ExecutionContext
 
-            context = ExecutionContext(get_device("cpu"), training=False)
-            state = {k: np.empty(s, self.dtype) for k, s in self.state_shapes([a.shape for a in arrays], False).items()}
-            self.forward(context, arrays, outputs, state)
+            # Run where the weights live (a compiled model may hold them on a GPU).
+            device = next((w.device for w in self._weights if w.device is not None), None) or get_device("cpu")
+            context = ExecutionContext(device, training=False)
+            state = {k: device.zeros(s, self.dtype) for k, s in self.state_shapes([a.shape for a in arrays], False).items()}
+            placed = [device.empty(o.shape, o.dtype) for o in outputs]
+            self.forward(context, [device.to_device(a) for a in arrays], placed, state)
+            outputs = [device.to_host(o) for o in placed]
         return outputs if multiple else outputs[0]
 
     # ---- execution contract ------------------------------------------------

@@ -39,8 +39,10 @@ def to_array_list(data, tensors, what, dtype):
     arrays = []
     for name, value in zip(names, data):
         array = np.asarray(value)
-        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-            raise TypeError(f"{what} '{name}': expected a numeric array, got dtype {array.dtype}")
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or (
+            np.issubdtype(array.dtype, np.complexfloating)
+        ):
+            raise TypeError(f"{what} '{name}': expected an array of real numbers, got dtype {array.dtype}")
         arrays.append(np.ascontiguousarray(array, dtype=dtype))
     return arrays
 
@@ -60,6 +62,12 @@ def check_lengths(groups):
 class ArrayData:
     """In-memory arrays, batched by index.
 
+    Each batch is gathered into the plan's buffers by the ``gather_rows``
+    kernel through the epoch's (shuffled) order. On a GPU the arrays are
+    copied to the device once, when they fit in half of its free memory, and
+    only the order goes up each epoch; otherwise each batch is gathered on
+    the host into a staging buffer and copied up.
+
     Args:
         xs, ys: lists of arrays (ys may be empty for predict).
         sample_weight: (n,) array or None.
@@ -75,8 +83,11 @@ class ArrayData:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.order = np.arange(self.size, dtype=np.int64)
+        self._epoch = 0
+        self._placed = None
 
-    def __len__(self):
+    def batch_count(self):
+        """Batches per epoch."""
         return math.ceil(self.size / self.batch_size)
 
     def batch_sizes(self):
@@ -84,26 +95,82 @@ class ArrayData:
         return [self.batch_size] * full + ([rest] if rest else [])
 
     def epoch(self, generator):
-        """Yield ``(rows, load)``; ``load(ops, x_bufs, y_bufs, sw_buf)`` fills
-        the buffers and says whether it wrote sample weights."""
+        """Yield ``(rows, load)``; ``load(device, x_bufs, y_bufs, sw_buf)``
+        fills the buffers and says whether it wrote sample weights."""
         if self.shuffle:
             generator.shuffle(self.order)
+            self._epoch += 1
         for start in range(0, self.size, self.batch_size):
             yield min(self.batch_size, self.size - start), self._loader(start)
 
+    def _arrays(self):
+        weights = [] if self.sample_weight is None else [self.sample_weight]
+        return self.xs + self.ys + weights
+
+    def _place(self, device):
+        """The arrays and the order as ``device`` reads them."""
+        placed = self._placed
+        if placed is None or placed.device is not device:
+            placed = self._placed = _Placement(device, self._arrays())
+        if placed.epoch != self._epoch:
+            placed.set_order(self.order)
+            placed.epoch = self._epoch
+        return placed
+
     def _loader(self, start):
-        def load(ops, x_bufs, y_bufs, sw_buf):
-            order = self.order
-            for source, buf in zip(self.xs, x_bufs):
-                ops.gather_rows(source, order, start, buf)
-            for source, buf in zip(self.ys, y_bufs):
-                ops.gather_rows(source, order, start, buf)
+        def load(device, x_bufs, y_bufs, sw_buf):
+            placed = self._place(device)
+            count = len(self.xs)
+            for source, buf in zip(placed.arrays[:count], x_bufs):
+                placed.gather(source, start, buf)
+            for source, buf in zip(placed.arrays[count:count + len(self.ys)], y_bufs):
+                placed.gather(source, start, buf)
             if sw_buf is not None and self.sample_weight is not None:
-                ops.gather_rows(self.sample_weight, order, start, sw_buf)
+                placed.gather(placed.arrays[-1], start, sw_buf)
                 return True
             return False
 
         return load
+
+
+class _Placement:
+    """ArrayData's arrays on one device: resident there, or left on the host
+    and gathered into staging buffers that are copied up batch by batch."""
+
+    def __init__(self, device, arrays):
+        self.device = device
+        self.epoch = -1
+        nbytes = sum(a.nbytes for a in arrays)
+        free = device.memory_info()[0] if hasattr(device, "memory_info") else None
+        self.resident = free is None or nbytes <= free // 2
+        self.arrays = [device.to_device(a) for a in arrays] if self.resident else arrays
+        self.order = None
+        self._staging = {}
+
+    def set_order(self, order):
+        if not self.resident:
+            self.order = order
+        elif self.order is None or self.order.shape != order.shape:
+            self.order = self.device.to_device(order)
+        else:
+            self.device.copy_from_host(order, self.order)
+
+    def gather(self, source, start, buf):
+        if self.resident:
+            self.device.ops.gather_rows(source, self.order, start, buf)
+            return
+        key = (buf.shape, np.dtype(buf.dtype).str)
+        staging = self._staging.get(key)
+        if staging is None:
+            staging = self._staging[key] = self.device.host_empty(buf.shape, buf.dtype)
+        _host_gather(source, self.order, start, staging)
+        self.device.copy_from_host(staging, buf)
+
+
+def _host_gather(source, order, start, out):
+    from nkeras.backend import get_device
+
+    get_device("cpu").ops.gather_rows(source, order, start, out)
 
 
 class StreamData:
@@ -125,7 +192,8 @@ class StreamData:
         self.steps = steps
         self.is_dataset = isinstance(source, PyDataset)
 
-    def __len__(self):
+    def batch_count(self):
+        """Batches per epoch, or None for a generator that runs until it is exhausted."""
         if self.steps is not None:
             return self.steps
         return len(self.source) if self.is_dataset else None
@@ -147,13 +215,13 @@ class StreamData:
             weights = None if sw is None else np.ascontiguousarray(sw, dtype=self.dtype).reshape(-1, 1)
             rows = check_lengths([("inputs", xs), ("targets", ys)] + ([("sample_weight", [weights])] if sw is not None else []))
 
-            def load(ops, x_bufs, y_bufs, sw_buf, xs=xs, ys=ys, weights=weights):
+            def load(device, x_bufs, y_bufs, sw_buf, xs=xs, ys=ys, weights=weights):
                 for source, buf in zip(xs, x_bufs):
-                    buf.reshape(source.shape)[...] = source
+                    device.copy_from_host(source.reshape(buf.shape), buf)
                 for source, buf in zip(ys, y_bufs):
-                    buf[...] = source.reshape(buf.shape)
+                    device.copy_from_host(source.reshape(buf.shape), buf)
                 if sw_buf is not None and weights is not None:
-                    sw_buf[...] = weights
+                    device.copy_from_host(weights, sw_buf)
                     return True
                 return False
 

@@ -8,7 +8,7 @@ from nkeras.graph import Graph, KerasTensor
 from nkeras.layers.layer import unique_name
 from nkeras.models.summary import print_summary
 from nkeras.models.trainer import Trainer
-from nkeras.saving import weights_file
+from nkeras.saving import saving_lib
 
 
 def _tensor_list(value, what):
@@ -44,7 +44,7 @@ class Model(Trainer):
         self.inputs = inputs
         self.outputs = outputs
         self._graph = Graph(inputs, outputs)
-        self._device = get_device("cpu")
+        self._device = get_device()
         self._dtype = np.dtype(config.floatx())
         self._plans = {}
         self.built = True
@@ -54,8 +54,7 @@ class Model(Trainer):
             self._losses = [None] * len(outputs)
             self._loss_weights = [1.0] * len(outputs)
         self._set_target_shapes()
-        if self.compiled:
-            self._pack_weights()
+        self._pack_weights()
 
     def _ensure_built(self, x):
         """Functional models are built when made; Sequential may wait for data."""
@@ -138,27 +137,41 @@ class Model(Trainer):
     # ---- saving ----------------------------------------------------------
 
     def save_weights(self, filepath, overwrite=True):
-        """Write every weight to ``filepath`` (``.weights.npz``), atomically."""
-        weights_file.save(self, filepath, overwrite)
+        """Write every weight to ``filepath`` atomically: ``.weights.h5``
+        (Keras's format, with the optimizer state) or ``.weights.npz``.
 
-    def load_weights(self, filepath):
-        """Read weights written by ``save_weights``; the model is unchanged on error."""
-        weights_file.load(self, filepath)
+        Args:
+            filepath: the path, ending in ".weights.h5" or ".weights.npz".
+            overwrite: when False, an existing file raises FileExistsError.
+        """
+        saving_lib.save_weights(self, filepath, overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False):
+        """Read weights from a ``.weights.h5``, ``.weights.npz`` or ``.keras``
+        file (and the optimizer state, when the file has it and the model is
+        compiled); the model is unchanged on error.
+
+        Args:
+            filepath: the file.
+            skip_mismatch: skip layers whose weights do not match, with a
+                warning, instead of raising.
+        """
+        saving_lib.load_weights(self, filepath, skip_mismatch)
 
     def save(self, filepath, overwrite=True):
-        self.check_save_path(filepath, weights_only=False)
+        """Write the model (architecture, weights, compile and optimizer
+        state) to a Keras 3 ``.keras`` file, atomically.
+
+        Args:
+            filepath: the path, ending in ".keras".
+            overwrite: when False, an existing file raises FileExistsError.
+        """
+        saving_lib.save_model(self, filepath, overwrite)
 
     def check_save_path(self, filepath, weights_only):
         """Raise now, before any training, if ``filepath`` cannot be written
         (ModelCheckpoint calls this when training begins)."""
-        if weights_only:
-            weights_file.check_path(filepath)
-        else:
-            raise NotImplementedError(
-                "Whole-model files (.keras) are not written by nkeras yet; use "
-                "model.save_weights('x.weights.npz') or ModelCheckpoint(..., save_weights_only=True) "
-                "with a '.weights.npz' path"
-            )
+        saving_lib.check_save_path(self, filepath, weights_only)
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable}

@@ -32,20 +32,22 @@ class _BoundPlan:
 
     def __init__(self, model, rows, training):
         device, dtype = model._device, model._dtype
+        self.device = device
         self.rows = rows
         self.plan = Plan(model._graph, rows, device, training)
         self.x_bufs = [b.reshape(rows, -1) for b in self.plan.input_buffers]
         self.y_bufs = [device.empty((rows,) + shape, dtype) for shape in model._target_shapes]
         self.y_flat = [b.reshape(rows, -1) for b in self.y_bufs]
-        self.sample_weight = device.to_device(np.ones((rows, 1), dtype))
-        self.weighted = False
         self.ones = device.to_device(np.ones(rows, dtype))
+        self.sample_weight = device.to_device(np.ones((rows, 1), dtype))
+        self.ones_column = self.ones.reshape(rows, 1)
+        self.weighted = False
         self.outputs = []
         self.expand = []
         for k, pred in enumerate(self.plan.output_buffers):
             binding = _OutputBinding()
             binding.loss = model._losses[k]
-            cols = pred.shape[-1]
+            cols = tuple(pred.shape)[-1]
             binding.rows = pred.size // cols
             binding.y_pred = pred.reshape(binding.rows, cols)
             binding.y_true_dense = self.y_bufs[k].reshape(binding.rows, -1)
@@ -54,24 +56,28 @@ class _BoundPlan:
                 binding.sample_weight = self.sample_weight.reshape(rows)
                 binding.ones = self.ones
             else:
+                # Outputs with several rows per sample (Dense over a sequence)
+                # repeat each sample's weight over its rows.
                 binding.sample_weight = device.to_device(np.ones(binding.rows, dtype))
                 binding.ones = device.to_device(np.ones(binding.rows, dtype))
-                self.expand.append(binding.sample_weight.reshape(rows, -1))
+                repeat = device.to_device(np.repeat(np.arange(rows, dtype=np.int64), binding.rows // rows))
+                self.expand.append((repeat, binding.sample_weight.reshape(binding.rows, 1)))
             grad = self.plan.output_grads[k] if training else device.empty(pred.shape, dtype)
             binding.grad = grad.reshape(binding.rows, cols)
-            binding.loss_sum = np.zeros(1, np.float64)
+            binding.loss_sum = device.zeros(1, np.float64)
             if binding.loss is not None:
                 binding.scale = model._loss_weights[k] * binding.loss.batch_scale(binding.rows)
             self.outputs.append(binding)
 
-    def load(self, ops, load):
-        if load(ops, self.x_bufs, self.y_flat, self.sample_weight):
+    def load(self, load):
+        ops = self.device.ops
+        if load(self.device, self.x_bufs, self.y_flat, self.sample_weight):
             self.weighted = True
         elif self.weighted:
-            self.sample_weight.fill(1.0)
+            ops.copy_into(self.sample_weight, self.ones_column)
             self.weighted = False
-        for target in self.expand:
-            target[...] = self.sample_weight
+        for repeat, target in self.expand:
+            ops.gather_rows(self.sample_weight, repeat, 0, target)
 
 
 def _is_sparse(loss_or_metric):
@@ -176,21 +182,26 @@ class Trainer:
             raise RuntimeError(f"You must call compile() before {what}")
 
     def _pack_weights(self):
-        """Move every weight into one flat parameter buffer (trainable ones
-        first) with a matching flat gradient buffer, and build the optimizer."""
+        """Move every weight into one flat parameter buffer on the model's
+        device (trainable ones first) with a matching flat gradient buffer,
+        and build the optimizer when compiled."""
+        device = self._device
         variables = self.trainable_weights
         frozen = self.non_trainable_weights
         sizes = [math.prod(v.shape) for v in variables + frozen]
         total = sum(sizes)
-        params = self._device.empty(total, self._dtype)
-        grads = self._device.zeros(total, self._dtype)
+        params = device.empty(total, self._dtype)
+        grads = device.zeros(total, self._dtype)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         for variable, start, size in zip(variables + frozen, offsets, sizes):
-            variable.bind(params[start:start + size].reshape(variable.shape), grads[start:start + size].reshape(variable.shape))
+            variable.bind(
+                device, params[start:start + size].reshape(variable.shape), grads[start:start + size].reshape(variable.shape)
+            )
         trainable_size = int(offsets[len(variables)])
         self._params = params[:trainable_size]
         self._grads = grads[:trainable_size]
-        self.optimizer.build(self._device, self._params, offsets[: len(variables) + 1])
+        if self.compiled:
+            self.optimizer.build(device, self._params, offsets[: len(variables) + 1])
         self._plans = {}
 
     # ---- metrics ---------------------------------------------------------
@@ -221,6 +232,8 @@ class Trainer:
             [metrics_module.Mean(name=f"{n}_loss") if self._losses[k] is not None else None for k, n in enumerate(names)]
             if multi else []
         )
+        for metric in self.metrics:
+            metric.place(self._device)
 
     @property
     def metrics(self):
@@ -333,7 +346,15 @@ class Trainer:
         key = (rows, training)
         bound = self._plans.get(key)
         if bound is None:
-            bound = self._plans[key] = _BoundPlan(self, rows, training)
+            try:
+                bound = _BoundPlan(self, rows, training)
+            except MemoryError as error:
+                raise type(error)(
+                    f"Model '{self.name}': the buffers for a batch of {rows} rows do not fit on device "
+                    f"'{self._device.name}' ({error}). The weights are as after the last finished step; "
+                    f"try a smaller batch_size"
+                ) from None
+            self._plans[key] = bound
         return bound
 
     # ---- steps -----------------------------------------------------------
@@ -341,7 +362,7 @@ class Trainer:
     def _train_step(self, rows, load):
         bound = self._bound(rows, True)
         ops = self._device.ops
-        bound.load(ops, load)
+        bound.load(load)
         bound.plan.forward(self.optimizer.iterations)
         self._loss_step(ops, bound)
         bound.plan.backward()
@@ -351,23 +372,28 @@ class Trainer:
     def _test_step(self, rows, load):
         bound = self._bound(rows, False)
         ops = self._device.ops
-        bound.load(ops, load)
+        bound.load(load)
         bound.plan.forward(0)
         self._loss_step(ops, bound)
         self._metric_step(ops, bound)
 
     def _loss_step(self, ops, bound):
-        total = 0.0
+        """Run each output's loss kernel and add its value to the loss
+        trackers on the device (the total loss counts the batch once)."""
         trackers = self._loss_trackers
+        rows = bound.rows
+        count = rows
         for k, out in enumerate(bound.outputs):
             if out.loss is None:
                 continue
             out.loss.compute(ops, out.y_true, out.y_pred, out.sample_weight, out.scale, out.grad, out.loss_sum)
-            value = out.loss_sum[0] * out.scale
-            total += value
+            # The batch's loss (loss_sum * scale) counts once per sample.
+            ops.accumulate_mean(out.loss_sum, out.scale * rows, count, trackers[0].totals)
+            count = 0
             if len(trackers) > 1:
-                trackers[k + 1].add(value / self._loss_weights[k] if self._loss_weights[k] else 0.0, bound.rows)
-        trackers[0].add(total, bound.rows)
+                weight = self._loss_weights[k]
+                ops.accumulate_mean(out.loss_sum, out.scale * rows / weight if weight else 0.0, rows,
+                                    trackers[k + 1].totals)
 
     def _metric_step(self, ops, bound):
         for metric, k, weighted in self._compiled_metrics:
@@ -423,11 +449,13 @@ class Trainer:
 
         callback_list = callbacks_module.CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose,
-            epochs=epochs, steps=len(data),
+            epochs=epochs, steps=data.batch_count(),
         )
         generator = make_generator()
         self.stop_training = False
         callback_list.on_train_begin()
+        # BackupAndRestore sets this when it resumes an interrupted fit.
+        initial_epoch = self.__dict__.pop("_initial_epoch", None) or initial_epoch
         epoch_logs = {}
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
@@ -496,7 +524,7 @@ class Trainer:
         data = self._prepare(x, y, sample_weight, batch_size, False, steps=steps)
         self._compile_metrics()
         callback_list = callbacks_module.CallbackList(
-            callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=len(data)
+            callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=data.batch_count()
         )
         logs = self._run_test(data, callback_list)
         return self._format_logs(logs, return_dict)
@@ -513,17 +541,17 @@ class Trainer:
         verbose = _resolve_verbose(verbose)
         data = self._prepare(x, None, None, batch_size, False, steps=steps, need_targets=False)
         callback_list = callbacks_module.CallbackList(
-            callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=len(data)
+            callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=data.batch_count()
         )
         callback_list.on_predict_begin()
-        ops, device = self._device.ops, self._device
+        device = self._device
         total = getattr(data, "size", None)
         results = [[] if total is None else np.empty((total,) + t.shape[1:], t.dtype) for t in self.outputs]
         start = 0
         for step, (rows, load) in enumerate(data.epoch(None)):
             callback_list.on_predict_batch_begin(step)
             bound = self._bound(rows, False)
-            load(ops, bound.x_bufs, [], None)
+            load(device, bound.x_bufs, [], None)
             bound.plan.forward(0)
             for result, buffer in zip(results, bound.plan.output_buffers):
                 if total is None:
