@@ -20,7 +20,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from compare_peers import WORKLOADS, load_dataset, run_keras_api, timings, train_and_predict_summary
 
 GEMM_SIZE = 4096

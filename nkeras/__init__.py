@@ -4,7 +4,6 @@
     model = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Flatten(), ...])
 """
 
-from nkeras.version import __version__
 from nkeras import (
     activations,
     backend,
@@ -24,6 +23,7 @@ from nkeras.backend import device
 from nkeras.layers import Input
 from nkeras.models import Model, Sequential
 from nkeras.variables import Variable
+from nkeras.version import __version__
 
 __all__ = [
     "__version__", "activations", "backend", "callbacks", "config", "datasets", "device", "initializers", "layers",

@@ -247,7 +247,7 @@ def test_function_parameters(rng):
 def test_get_serialize_and_codes():
     assert activations.get(None) is activations.linear
     assert activations.get("swish") is activations.silu
-    custom = lambda x: x  # noqa: E731
+    custom = lambda x: x
     assert activations.get(custom) is custom
     assert activations.serialize(activations.swish) == "silu"
     assert activations.serialize(activations.get("leaky_relu")) == "leaky_relu"

@@ -6,7 +6,6 @@ from scipy.special import erf
 
 from devices import device_cases, ops_for
 from nkeras.kernels import codes
-from nkeras.kernels.cpu import dense
 
 SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 9), (13, 17, 11), (64, 33, 130)]
 DTYPES = [np.float32, np.float64]
@@ -55,7 +54,7 @@ def test_dense_forward_backward_match_numpy(device, shape, dtype, name, rng):
         y_ref, slope = _reference_activation(z_ref, name, alpha)
         dz_ref = dy * slope
 
-    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
     xs, ws, bs, dys = cast(x), cast(w), cast(b), cast(dy)
     z = np.empty((rows, units), dtype)
     y = np.empty((rows, units), dtype)

@@ -116,7 +116,7 @@ def test_loss_reductions_and_sample_weights(rng):
     y_pred = rng.standard_normal((6, 3))
     weights = rng.uniform(0.1, 2.0, 6)
     per_sample = ((y_true - y_pred) ** 2).mean(axis=1)
-    call = lambda reduction, **kw: losses.MeanSquaredError(reduction=reduction, dtype="float64")(  # noqa: E731
+    call = lambda reduction, **kw: losses.MeanSquaredError(reduction=reduction, dtype="float64")(
         y_true, y_pred, **kw)
     assert call("sum_over_batch_size") == pytest.approx(per_sample.mean(), rel=1e-12)
     assert call("mean", sample_weight=weights) == pytest.approx((weights * per_sample).mean(), rel=1e-12)

@@ -13,8 +13,14 @@ import pytest
 from nkeras import optimizers
 from nkeras.backend import get_device
 from nkeras.optimizers import schedules
-from tests.test_kernels_optim import reference_adagrad, reference_adam, reference_clip_by_global_norm, \
-    reference_clip_by_segment_norm, reference_rmsprop, reference_sgd
+from tests.test_kernels_optim import (
+    reference_adagrad,
+    reference_adam,
+    reference_clip_by_global_norm,
+    reference_clip_by_segment_norm,
+    reference_rmsprop,
+    reference_sgd,
+)
 
 SHAPES = [(3, 4), (4,), (1,), (7,)]
 

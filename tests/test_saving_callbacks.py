@@ -102,7 +102,7 @@ SCRIPT = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
 
     callbacks = [keras.callbacks.BackupAndRestore(backup)] + ([Kill()] if kill_at else [])
-    model.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0, callbacks=callbacks)
+    model.fit(x, y, epochs=5, batch_size=16, verbose=0, callbacks=callbacks)
     model.save_weights(out)
 """)
 

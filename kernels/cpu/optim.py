@@ -35,7 +35,6 @@ import math
 import numpy as np
 from numba import njit
 
-
 _TINY = 1.1754943508222875e-38
 
 

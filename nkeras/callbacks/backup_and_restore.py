@@ -21,7 +21,7 @@ class BackupAndRestore(Callback):
     epoch after the last one backed up. After a ``fit`` that ends normally
     the backup is deleted (``delete_checkpoint=True``).
 
-    With the same seed, data and ``shuffle=False``, a run that was killed
+    With the same seed and data, a run that was killed
     and resumed ends with the same weights as one that was not. With
     ``save_freq`` in batches, a resumed run starts the interrupted epoch
     again from the state of its last backup.

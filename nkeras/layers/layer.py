@@ -20,10 +20,9 @@ import re
 
 import numpy as np
 
-from nkeras import config
+from nkeras import config, initializers
 from nkeras.graph import KerasTensor, Node
 from nkeras.variables import Variable
-from nkeras import initializers
 
 _NAME_COUNTS = {}
 

@@ -96,8 +96,10 @@ class ArrayData:
 
     def epoch(self, generator):
         """Yield ``(rows, load)``; ``load(device, x_bufs, y_bufs, sw_buf)``
-        fills the buffers and says whether it wrote sample weights."""
+        fills the buffers and says whether it wrote sample weights. With
+        ``shuffle``, the order is a permutation drawn from ``generator``."""
         if self.shuffle:
+            self.order[:] = np.arange(self.size)
             generator.shuffle(self.order)
             self._epoch += 1
         for start in range(0, self.size, self.batch_size):

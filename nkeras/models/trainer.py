@@ -18,7 +18,7 @@ from nkeras import metrics as metrics_module
 from nkeras import optimizers
 from nkeras.graph import Plan
 from nkeras.models.data_adapters import ArrayData, StreamData, check_lengths, is_stream, to_array_list
-from nkeras.random import make_generator
+from nkeras.random import draw_seed, make_generator
 
 
 class _OutputBinding:
@@ -451,7 +451,9 @@ class Trainer:
             callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose,
             epochs=epochs, steps=data.batch_count(),
         )
-        generator = make_generator()
+        # Each epoch's order depends only on this seed and the epoch number,
+        # so a fit resumed at a later epoch (BackupAndRestore) shuffles alike.
+        shuffle_seed = draw_seed()
         self.stop_training = False
         callback_list.on_train_begin()
         # BackupAndRestore sets this when it resumes an interrupted fit.
@@ -461,7 +463,7 @@ class Trainer:
             self.reset_metrics()
             callback_list.on_epoch_begin(epoch)
             batch_logs = callback_list.needs_batch_logs
-            for step, (rows, load) in enumerate(data.epoch(generator)):
+            for step, (rows, load) in enumerate(data.epoch(make_generator([shuffle_seed, epoch]))):
                 if batch_logs:
                     callback_list.on_train_batch_begin(step)
                 self._train_step(rows, load)
@@ -485,7 +487,7 @@ class Trainer:
             raise ValueError(
                 f"validation_split={validation_split} leaves an empty training or validation set for {data.size} samples"
             )
-        cut = lambda arrays, lo, hi: [a[lo:hi] for a in arrays]  # noqa: E731
+        cut = lambda arrays, lo, hi: [a[lo:hi] for a in arrays]
         weights = data.sample_weight
         train = ArrayData(cut(data.xs, 0, split_at), cut(data.ys, 0, split_at),
                           None if weights is None else weights[:split_at], data.batch_size, data.shuffle)

@@ -140,7 +140,7 @@ def _extract(data):
                 if seen > MAX_OBJECTS:
                     raise ValueError(f"more than {MAX_OBJECTS} objects")
                 if not isinstance(group.get(name, getlink=True), h5py.HardLink):
-                    raise ValueError(f"'{path}' is a soft or external link; only plain groups and datasets are read")  # noqa: TRY004
+                    raise ValueError(f"'{path}' is a soft or external link; only plain groups and datasets are read")
                 item = group[name]
                 if isinstance(item, h5py.Group):
                     if depth >= MAX_DEPTH:
@@ -148,7 +148,7 @@ def _extract(data):
                     stack.append((item, path + "/", depth + 1))
                     continue
                 if not isinstance(item, h5py.Dataset):
-                    raise ValueError(f"'{path}' is neither a group nor a dataset")  # noqa: TRY004
+                    raise ValueError(f"'{path}' is neither a group nor a dataset")
                 array = _read_dataset(item, path, len(data) - total)
                 total += array.nbytes
                 entries.append({"path": path, "dtype": array.dtype.str, "shape": list(array.shape),
@@ -191,7 +191,7 @@ def _run_in_child(function, data, timeout, limit):
             os.close(read_end)
             try:
                 result = b"\x00" + function(data)
-            except BaseException as error:  # noqa: BLE001 - reported to the parent as text
+            except BaseException as error:
                 result = b"\x01" + f"{type(error).__name__}: {error}".encode("utf-8", "replace")[:2000]
             view = memoryview(result)
             while view:
@@ -269,7 +269,7 @@ def read_weights(data, filename):
             payload = _extract(data)
     except ValueError as error:
         raise ValueError(f"{filename}: cannot read the HDF5 weights: {error}") from None
-    except Exception as error:  # noqa: BLE001 - h5py raises many kinds on corrupt files
+    except Exception as error:
         raise ValueError(f"{filename}: cannot read the HDF5 weights: {type(error).__name__}: {error}") from None
     return _decode(payload, filename)
 

@@ -190,7 +190,7 @@ def model_from_config(entry, custom_objects=None, weight_count=None, filename="c
         filename: the file's name, for error messages.
     """
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
-        raise ValueError(f"{filename}: config.json must hold an object with a 'config' object")  # noqa: TRY004
+        raise ValueError(f"{filename}: config.json must hold an object with a 'config' object")
     class_name = entry.get("class_name")
     config = entry["config"]
     layers = config.get("layers")
@@ -283,7 +283,7 @@ def _functional_from_config(config, layers, custom_objects, budget, filename):
         created[layer.name] = layer
         nodes = item.get("inbound_nodes", [])
         if not isinstance(nodes, list):
-            raise ValueError(f"{filename}: 'inbound_nodes' of layer {layer.name!r} must be a list")  # noqa: TRY004
+            raise ValueError(f"{filename}: 'inbound_nodes' of layer {layer.name!r} must be a list")
         if isinstance(layer, InputLayer):
             continue
         for node in nodes:
@@ -358,7 +358,7 @@ def _output(outputs, reference, filename):
 def deserialize_compile_config(config, custom_objects, filename):
     """``compile`` keyword arguments from a saved ``compile_config``."""
     if not isinstance(config, dict):
-        raise ValueError(f"{filename}: compile_config must be an object, got {_short(config)}")  # noqa: TRY004
+        raise ValueError(f"{filename}: compile_config must be an object, got {_short(config)}")
     what = f"{filename}: compile_config"
     optimizer = config.get("optimizer", "rmsprop")
     if isinstance(optimizer, dict):

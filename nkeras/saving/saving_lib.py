@@ -166,7 +166,7 @@ def read_archive(filepath):
                 weights = _read_member(archive, info, file_size if stored else 64 * info.compress_size + (1 << 20), filepath)
     except ValueError:
         raise
-    except Exception as error:  # noqa: BLE001 - zipfile and zlib raise many kinds on corrupt files
+    except Exception as error:
         raise ValueError(f"{filepath}: not a readable .keras archive: {type(error).__name__}: {error}") from None
     return _read_json(config_text, _CONFIG, filepath), weights
 
@@ -177,7 +177,7 @@ def _read_json(data, name, filepath):
     except (ValueError, RecursionError) as error:
         raise ValueError(f"{filepath}: '{name}' is not valid JSON: {error}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{filepath}: '{name}' must hold a JSON object")  # noqa: TRY004
+        raise ValueError(f"{filepath}: '{name}' must hold a JSON object")
     return value
 
 

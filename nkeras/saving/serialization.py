@@ -145,12 +145,12 @@ def _accepted_arguments(cls):
 
 def _checked_entry(entry, what):
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
-        raise ValueError(f"{what}: expected an object with a 'class_name', got {_short(entry)}")  # noqa: TRY004
+        raise ValueError(f"{what}: expected an object with a 'class_name', got {_short(entry)}")
     config = entry.get("config", {})
     if config is None:
         config = {}
     if not isinstance(config, dict):
-        raise ValueError(f"{what}: the 'config' of {entry['class_name']!r} must be an object, got {_short(config)}")  # noqa: TRY004
+        raise ValueError(f"{what}: the 'config' of {entry['class_name']!r} must be an object, got {_short(config)}")
     registered = entry.get("registered_name")
     module = entry.get("module")
     if registered is not None and not isinstance(registered, str) or module is not None and not isinstance(module, str):
