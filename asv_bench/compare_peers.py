@@ -240,28 +240,28 @@ def run_jax(workload, data, opts):
     return result
 
 
-def run_torch(workload, data, opts):
-    """Idiomatic eager PyTorch: shuffled index batches over preloaded tensors."""
-    import torch
-
-    torch.set_num_threads(opts["threads"] or len(os.sched_getaffinity(0)))
-    flushing = opts["torch_flush_denormal"] and torch.set_flush_denormal(True)
+def torch_fit_predict(torch, workload, data, opts, device="cpu"):
+    """Idiomatic eager PyTorch on ``device``: shuffled index batches over
+    tensors preloaded there. Returns the summary and the optimizer."""
+    device = torch.device(device)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
-    x = torch.from_numpy(data["x_train"])
-    y = torch.from_numpy(data["y_train"].astype(np.int64))
-    x_test = torch.from_numpy(data["x_test"])
+    x = torch.from_numpy(data["x_train"]).to(device)
+    y = torch.from_numpy(data["y_train"].astype(np.int64)).to(device)
+    x_test = torch.from_numpy(data["x_test"]).to(device)
     batch_size = opts["batch_size"]
-    model = workload.build_torch(torch)
+    model = workload.build_torch(torch).to(device)
     loss_fn = torch.nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     epoch_seconds, losses, accuracies = [], [], []
     for _ in range(opts["warmup_epochs"] + opts["epochs"]):
+        synchronize()
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(len(x))
-        correct = torch.zeros((), dtype=torch.int64)
-        loss_sum = torch.zeros(())
+        order = torch.randperm(len(x), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        loss_sum = torch.zeros((), device=device)
         for begin in range(0, len(x), batch_size):
             index = order[begin:begin + batch_size]
             x_batch, y_batch = x[index], y[index]
@@ -281,14 +281,23 @@ def run_torch(workload, data, opts):
         model.eval()
         with torch.inference_mode():
             outputs = [torch.softmax(model(x_test[i:i + batch]), dim=1) for i in range(0, len(x_test), batch)]
-            return torch.cat(outputs).numpy()
+            return torch.cat(outputs).cpu().numpy()
 
     predict_seconds = {}
     for batch in opts["predict_batch_sizes"]:
         predict(batch)
-        predict_seconds[batch] = timings(lambda: predict(batch), opts["predict_repeats"])
-    result = train_and_predict_summary(epoch_seconds, losses[-1], accuracies[-1], predict_seconds, opts,
-                                       len(x), len(x_test))
+        predict_seconds[batch] = timings(lambda: predict(batch), opts["predict_repeats"])  # noqa: B023
+    summary = train_and_predict_summary(epoch_seconds, losses[-1], accuracies[-1], predict_seconds, opts,
+                                        len(x), len(x_test))
+    return summary, optimizer
+
+
+def run_torch(workload, data, opts):
+    import torch
+
+    torch.set_num_threads(opts["threads"] or len(os.sched_getaffinity(0)))
+    flushing = opts["torch_flush_denormal"] and torch.set_flush_denormal(True)
+    result, optimizer = torch_fit_predict(torch, workload, data, opts)
     a, b, _ = (torch.from_numpy(m) for m in gemm_operands())
     torch.mm(a, b)
     subnormals = sum(int(((tensor != 0) & (tensor.abs() < torch.finfo(tensor.dtype).tiny)).sum())

@@ -17,10 +17,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
-from compare_peers import WORKLOADS, load_dataset, run_keras_api, timings, train_and_predict_summary
+from compare_peers import WORKLOADS, load_dataset, run_keras_api, torch_fit_predict
 
 GEMM_SIZE = 4096
 GEMM_REPEATS = 20
@@ -69,51 +68,8 @@ def run_torch(workload, data, opts):
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    result, _ = torch_fit_predict(torch, workload, data, opts, device="cuda")
     device = torch.device("cuda")
-    torch.manual_seed(0)
-    x = torch.from_numpy(data["x_train"]).to(device)
-    y = torch.from_numpy(data["y_train"].astype(np.int64)).to(device)
-    x_test = torch.from_numpy(data["x_test"]).to(device)
-    batch_size = opts["batch_size"]
-    model = workload.build_torch(torch).to(device)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    epoch_seconds, losses, accuracies = [], [], []
-    for _ in range(opts["warmup_epochs"] + opts["epochs"]):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(x), device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        loss_sum = torch.zeros((), device=device)
-        for begin in range(0, len(x), batch_size):
-            index = order[begin:begin + batch_size]
-            x_batch, y_batch = x[index], y[index]
-            logits = model(x_batch)
-            loss = loss_fn(logits, y_batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                correct += (logits.argmax(dim=1) == y_batch).sum()
-                loss_sum += loss * len(index)
-        losses.append(loss_sum.item() / len(x))
-        accuracies.append(correct.item() / len(x))
-        epoch_seconds.append(time.perf_counter() - start)
-
-    def predict(batch):
-        model.eval()
-        with torch.inference_mode():
-            outputs = [torch.softmax(model(x_test[i:i + batch]), dim=1) for i in range(0, len(x_test), batch)]
-            return torch.cat(outputs).cpu().numpy()
-
-    predict_seconds = {}
-    for batch in opts["predict_batch_sizes"]:
-        predict(batch)
-        predict_seconds[batch] = timings(lambda: predict(batch), opts["predict_repeats"])
-    result = train_and_predict_summary(epoch_seconds, losses[-1], accuracies[-1], predict_seconds, opts,
-                                       len(x), len(x_test))
     a, b = (torch.rand((GEMM_SIZE, GEMM_SIZE), device=device) for _ in range(2))
 
     class TorchEvents:
