@@ -238,3 +238,18 @@ def test_host_arrays_of_the_wrong_dtype_are_rejected(bad):
     model = _on("cuda", _mlp)
     with pytest.raises(TypeError, match="inputs .*expected an array of real numbers"):
         model.fit(bad, np.zeros(4), verbose=0)
+
+
+def test_fit_inside_a_device_block_moves_the_model_with_its_optimizer_state(rng):
+    x, y = _data(rng, 16)
+    straight = _on("cpu", _mlp)
+    straight.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+    moved = _on("cpu", _mlp)
+    moved.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    with keras.device("cuda"):
+        moved.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+    assert moved._device.name == "cuda" and moved.optimizer.iterations == 4
+    for got, want in zip(moved.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(moved.predict(x, verbose=0), straight.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

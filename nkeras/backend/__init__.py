@@ -52,6 +52,11 @@ def _check_name(name, source):
     return name
 
 
+def scoped_device_name():
+    """The device of the innermost ``with nkeras.device(...)`` block, or None."""
+    return _scoped[-1] if _scoped else None
+
+
 def current_device_name():
     """The name of the device new models are placed on."""
     if _scoped:
@@ -101,8 +106,9 @@ def set_device(name):
 
 @contextlib.contextmanager
 def device(name):
-    """``with nkeras.device("cuda"):`` places the models built (and the
-    Sequential models first built) inside the block on that device."""
+    """``with nkeras.device("cuda"):`` places the models built inside the
+    block on that device, and moves a model whose ``fit``, ``evaluate`` or
+    ``predict`` is called inside it there (weights and optimizer state)."""
     get_device(_check_name(name, "nkeras.device"))
     _scoped.append(name)
     try:

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from nkeras import backend
 from nkeras import callbacks as callbacks_module
 from nkeras import losses as losses_module
 from nkeras import metrics as metrics_module
@@ -181,6 +182,17 @@ class Trainer:
         if not self.compiled:
             raise RuntimeError(f"You must call compile() before {what}")
 
+    def _follow_device_scope(self):
+        """Move the model to the device of an enclosing ``with
+        nkeras.device(...)`` block: weights, optimizer state and metric totals."""
+        name = backend.scoped_device_name()
+        if name is None or name == self._device.name:
+            return
+        self._device = backend.get_device(name)
+        self._pack_weights()
+        for metric in self.metrics:
+            metric.place(self._device)
+
     def _pack_weights(self):
         """Move every weight into one flat parameter buffer on the model's
         device (trainable ones first) with a matching flat gradient buffer,
@@ -264,8 +276,10 @@ class Trainer:
             if y is not None or sample_weight is not None:
                 raise ValueError("When x is a PyDataset or a generator, y and sample_weight come from it; pass x alone")
             self._ensure_built(None)
+            self._follow_device_scope()
             return StreamData(x, self.inputs, self.outputs, self._dtype, steps)
         self._ensure_built(x)
+        self._follow_device_scope()
         xs = to_array_list(x, self.inputs, "inputs", self._dtype)
         for tensor, array in zip(self.inputs, xs):
             if array.shape[1:] != tensor.shape[1:]:

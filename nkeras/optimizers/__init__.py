@@ -155,7 +155,8 @@ class Optimizer:
 
         Building again for the same layout keeps the slots and the step
         count (recompiling a model with a used optimizer continues its
-        state, as in Keras); a new layout gets fresh slots.
+        state, as in Keras), moving them when the device changed; a new
+        layout gets fresh slots.
 
         Args:
             device: the device that owns ``params``.
@@ -173,8 +174,11 @@ class Optimizer:
             )
         layout = (params.size, np.dtype(params.dtype), segments.tobytes())
         if self.built and layout == self._layout:
+            if device is not self._device:
+                self._move_slots(device, segments)
             return
         self._layout = layout
+        self._device = device
         self._segments = device.to_device(segments)
         self._norm = device.zeros(1, np.float64)
         self._empty = device.zeros(0, params.dtype)
@@ -185,6 +189,14 @@ class Optimizer:
             else:
                 self._slots[name] = device.to_device(np.full(params.size, initial_value, dtype=params.dtype))
         self.built = True
+
+    def _move_slots(self, device, segments):
+        slots = {name: self._device.to_host(buffer) for name, buffer in self._slots.items()}
+        self._device = device
+        self._segments = device.to_device(segments)
+        self._norm = device.zeros(1, np.float64)
+        self._empty = device.zeros(0, self._layout[1])
+        self._slots = {name: device.to_device(values) for name, values in slots.items()}
 
     def apply(self, ops, params, grads):
         """One optimizer step: clip ``grads`` in place if configured, update
