@@ -8,7 +8,7 @@ first epoch includes Numba/XLA compilation); prediction throughput after one
 warm-up call. Prints a table with nkeras/peer ratios, the workload's FLOPs per
 sample and the bound the machine's measured sgemm rate puts on throughput.
 
-    python asv_bench/compare_peers.py [--frameworks nkeras,torch,jax] [--workload mlp]
+    python asv_bench/compare_peers.py [--frameworks nkeras,torch,jax] [--workload mlp|convnet]
         [--epochs 2] [--train-samples 60000] [--batch-size 128]
         [--predict-batch-size 128,1024] [--threads N] [--rounds N] [--synthetic] [--json out.json]
 """
@@ -86,22 +86,66 @@ def build_torch_mlp(torch):
     )
 
 
-def dense_stack_flops(widths):
-    """FLOPs per sample of a stack of dense layers, counting matrix products only.
+def layer_stack_flops(macs, shape):
+    """FLOPs per sample of a stack of layers, counting their matrix products only.
 
-    Forward: 2 * MACs. Backward: the weight gradient of every layer (2 * MACs)
-    and the input gradient of every layer but the first (the data needs no
-    gradient: nkeras skips it, PyTorch autograd and XLA's dead-code
-    elimination do too). Biases, activations, loss, metric and optimizer
-    update are left out (elementwise work, a few per cent of the total).
+    ``macs`` holds each layer's multiply-adds per sample (a convolution's are
+    output positions x filters x kernel taps x input channels). Forward:
+    2 * MACs. Backward: the weight gradient of every layer (2 * MACs) and the
+    input gradient of every layer but the first (the data needs no gradient:
+    nkeras skips it, PyTorch autograd and XLA's dead-code elimination do
+    too). Biases, activations, pooling, loss, metric and optimizer update are
+    left out (elementwise work, a few per cent of the total).
     """
-    macs = [fan_in * fan_out for fan_in, fan_out in zip(widths[:-1], widths[1:])]
     forward = 2 * sum(macs)
     backward = 2 * sum(macs) + 2 * sum(macs[1:])
-    shape = "-".join(map(str, widths))
     how = (f"{shape}: forward 2*MACs = {forward / 1e6:.3f} M, backward = weight grads 2*MACs + "
            f"input grads of all but the first layer = {backward / 1e6:.3f} M; matmuls only")
     return forward + backward, forward, how
+
+
+def dense_stack_flops(widths):
+    """FLOPs per sample of a stack of dense layers of these widths."""
+    macs = [fan_in * fan_out for fan_in, fan_out in zip(widths[:-1], widths[1:])]
+    return layer_stack_flops(macs, "-".join(map(str, widths)))
+
+
+def build_keras_convnet(keras):
+    """The Keras example "simple MNIST convnet"."""
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def build_torch_convnet(torch):
+    nn = torch.nn
+
+    class ToChannelsFirst(nn.Module):
+        """(batch, 28, 28, 1) -> (batch, 1, 28, 28): with one channel a free reshape."""
+
+        def forward(self, x):
+            return x.reshape(x.shape[0], 1, 28, 28)
+
+    return nn.Sequential(
+        ToChannelsFirst(),
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.5),
+        nn.Linear(1600, 10),
+    )
+
+
+CONVNET_MACS = (26 * 26 * 32 * 3 * 3 * 1, 11 * 11 * 64 * 3 * 3 * 32, 1600 * 10)
 
 
 WORKLOADS = {
@@ -114,6 +158,16 @@ WORKLOADS = {
         build_keras=build_keras_mlp,
         build_torch=build_torch_mlp,
         flops=lambda: dense_stack_flops(MLP_WIDTHS),
+    ),
+    "convnet": Workload(
+        description="Conv2D(32, 3, relu) -> MaxPooling2D(2) -> Conv2D(64, 3, relu) -> MaxPooling2D(2) -> Flatten "
+                    "-> Dropout(0.5) -> Dense(10, softmax); Adam(1e-3), sparse categorical cross-entropy, accuracy",
+        dataset="fashion_mnist",
+        input_shape=(28, 28, 1),
+        num_classes=10,
+        build_keras=build_keras_convnet,
+        build_torch=build_torch_convnet,
+        flops=lambda: layer_stack_flops(CONVNET_MACS, "conv 26x26x32 (3x3x1), conv 11x11x64 (3x3x32), dense 1600-10"),
     ),
 }
 
@@ -365,7 +419,11 @@ def load_dataset(workload, args):
             if n_train > len(x_train) or n_predict > len(x_test):
                 raise SystemExit(f"--train-samples must be <= {len(x_train)} and --predict-samples <= {len(x_test)} "
                                  f"for {workload.dataset}, got {n_train} and {n_predict}")
-            arrays = {"x_train": x_train[:n_train], "y_train": y_train[:n_train], "x_test": x_test[:n_predict]}
+            arrays = {
+                "x_train": x_train[:n_train].reshape(-1, *workload.input_shape),
+                "y_train": y_train[:n_train],
+                "x_test": x_test[:n_predict].reshape(-1, *workload.input_shape),
+            }
             return arrays, f"{workload.dataset} (real data)"
     else:
         source = "synthetic (--synthetic)"

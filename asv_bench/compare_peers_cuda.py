@@ -1,13 +1,13 @@
 """Throughput on an NVIDIA GPU: nkeras on ``cuda`` next to PyTorch eager on CUDA.
 
-The MLP workload of ``compare_peers.py`` (Fashion-MNIST, Adam, batch 128 and
-1024 by default), each framework in its own subprocess on the same GPU, one
+A workload of ``compare_peers.py`` (the MLP or the convnet on Fashion-MNIST,
+Adam, batch 128 and 1024 by default), each framework in its own subprocess on the same GPU, one
 run: training samples/s over the epochs after a warm-up epoch, and predict
 samples/s. Also times nkeras's GEMM kernel on a large float32 product against
 cuBLAS's float32 rate (``torch.mm`` with TF32 off): the device's measured
 fp32 rate.
 
-    python asv_bench/compare_peers_cuda.py [--batch-sizes 128,1024] [--epochs 2]
+    python asv_bench/compare_peers_cuda.py [--workload mlp|convnet] [--batch-sizes 128,1024] [--epochs 2]
         [--train-samples 60000] [--frameworks nkeras,torch] [--json out.json]
 """
 
@@ -97,7 +97,7 @@ def worker_main(args):
             "x_test": stored["x_test"].astype(np.float32) / 255,
         }
     try:
-        result = RUNNERS[args.worker](WORKLOADS["mlp"], data, opts)
+        result = RUNNERS[args.worker](WORKLOADS[opts["workload"]], data, opts)
     except ImportError as error:
         result = {"skipped": f"not importable: {error}"}
     with open(args.result, "w") as file:
@@ -125,7 +125,7 @@ def run_worker(name, data_path, opts, timeout):
 def print_report(report):
     names = report["frameworks"]
     print(f"\nGPU: {next((r['gpu'] for r in report['runs'][0]['results'].values() if 'gpu' in r), '?')}; "
-          f"data: {report['data_source']}")
+          f"workload {report['workload']!r}; data: {report['data_source']}")
     for run in report["runs"]:
         results = run["results"]
         print(f"\ntrain batch {run['batch_size']}:")
@@ -147,6 +147,7 @@ def print_report(report):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frameworks", default="nkeras,torch")
+    parser.add_argument("--workload", default="mlp", choices=sorted(WORKLOADS))
     parser.add_argument("--batch-sizes", default="128,1024", help="training batch sizes (default 128,1024)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs (default 2)")
     parser.add_argument("--train-samples", type=int, default=60000)
@@ -168,20 +169,20 @@ def main(argv=None):
     if unknown:
         parser.error(f"--frameworks: unknown {unknown}; choose from {sorted(RUNNERS)}")
     batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
-    arrays, source = load_dataset(WORKLOADS["mlp"], args)
+    arrays, source = load_dataset(WORKLOADS[args.workload], args)
     runs = []
     with tempfile.TemporaryDirectory(prefix="nkeras-cuda-compare-") as directory:
         data_path = os.path.join(directory, "data.npz")
         np.savez(data_path, **arrays)
         for batch_size in batch_sizes:
-            opts = {"epochs": args.epochs, "warmup_epochs": 1, "batch_size": batch_size,
+            opts = {"workload": args.workload, "epochs": args.epochs, "warmup_epochs": 1, "batch_size": batch_size,
                     "predict_batch_sizes": batch_sizes, "predict_repeats": args.predict_repeats}
             results = {}
             for name in names:
                 print(f"batch {batch_size}: running {name} ...", flush=True)
                 results[name] = run_worker(name, data_path, opts, args.timeout)
             runs.append({"batch_size": batch_size, "results": results})
-    report = {"frameworks": names, "data_source": source, "runs": runs}
+    report = {"frameworks": names, "workload": args.workload, "data_source": source, "runs": runs}
     print_report(report)
     if args.json:
         with open(args.json, "w") as file:

@@ -105,3 +105,19 @@ def test_layer_configs_round_trip():
         config = layer.get_config()
         clone = type(layer).from_config(config)
         assert clone.get_config() == config
+
+
+def test_dropout_at_rate_zero_on_a_shared_tensor_passes_the_gradient_through(rng):
+    inputs = keras.Input((3,))
+    hidden = layers.Dense(2)(inputs)
+    model = keras.Model(inputs, [layers.Dense(1)(layers.Dropout(0.0)(hidden)), layers.Flatten()(hidden)])
+    model.compile(optimizer="sgd", loss=["mse", "mse"])
+    x = rng.random((8, 3)).astype("float32")
+    history = model.fit(x, [rng.random((8, 1)), rng.random((8, 2))], epochs=3, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_default_names_follow_keras():
+    assert [layer.name for layer in (layers.Dense(1), layers.Conv2D(1, 1), layers.MaxPooling2D(), layers.PReLU())] == [
+        "dense", "conv2d", "max_pooling2d", "p_re_lu"
+    ]

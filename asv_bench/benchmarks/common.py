@@ -1,5 +1,5 @@
 """Pieces shared by the benchmark modules: devices, the Fashion-MNIST MLP
-and synthetic data of Fashion-MNIST's shape."""
+and convnet, and synthetic data of Fashion-MNIST's shape."""
 
 import numpy as np
 
@@ -50,11 +50,35 @@ def build_mlp(device_name):
     return model
 
 
-def synthetic_fashion_mnist(samples, seed=0):
-    """``(x, y)``: float32 images in [0, 1) of shape (samples, 28, 28) and
-    integer labels in ``0..9`` (random, so only the timing is meaningful)."""
+def build_convnet(device_name):
+    """The compiled Fashion-MNIST convnet (Keras's "simple MNIST convnet"):
+    Conv2D 32 3x3 relu, MaxPooling2D 2, Conv2D 64 3x3 relu, MaxPooling2D 2,
+    Flatten, Dropout 0.5, Dense 10 softmax; Adam; on ``device_name``.
+    """
+    require_device(device_name)
+    keras.utils.set_random_seed(0)
+    with keras.device(device_name):
+        model = keras.Sequential([
+            keras.Input(shape=IMAGE_SHAPE + (1,)),
+            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def synthetic_fashion_mnist(samples, seed=0, channels=None):
+    """``(x, y)``: float32 images in [0, 1) of shape (samples, 28, 28), or
+    (samples, 28, 28, channels) when ``channels`` is given, and integer
+    labels in ``0..9`` (random, so only the timing is meaningful)."""
     rng = np.random.default_rng(seed)
-    x = rng.random((samples,) + IMAGE_SHAPE, dtype=np.float32)
+    shape = IMAGE_SHAPE if channels is None else IMAGE_SHAPE + (channels,)
+    x = rng.random((samples,) + shape, dtype=np.float32)
     y = rng.integers(0, NUM_CLASSES, samples)
     return x, y
 

@@ -4,10 +4,14 @@
 their loops (the dense kernel fuses them into its GEMM epilogue). They cover
 the elementwise codes; softmax needs a whole row and is handled by the
 callers. Softmax sums accumulate in float64.
+
+PReLU has a learned ``alpha`` per element (or per shared group) and its own
+pair of ops.
 """
 
 import math
 
+import numpy as np
 from numba import njit
 
 from nkeras.kernels.codes import (
@@ -230,3 +234,79 @@ def activation_backward(x, y, dy, code, alpha, dx):
         _map_backward(x, y, dy, SOFTPLUS, alpha, dx)
     else:
         _map_backward(x, y, dy, LINEAR, alpha, dx)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _prelu(x, alpha):
+    return x if x > 0.0 else alpha * x
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _prelu_grads(x, alpha, dy):
+    """``(dy * d y / d alpha, dy * d y / d x)`` at ``x``."""
+    return dy * min(x, 0.0), dy if x > 0.0 else alpha * dy
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _alpha_index(index, repeat, period):
+    """The alpha row (or column) that input row (or column) ``index`` uses."""
+    return (index // repeat) % period
+
+
+@njit(cache=True, error_model="numpy")
+def prelu_forward(x, alpha, row_repeat, col_repeat, y):
+    """``y = x`` where ``x > 0``, else ``alpha * x``, with ``alpha`` broadcast.
+
+    x, y: (rows, cols); alpha: (alpha_rows, alpha_cols). Element ``(i, j)``
+    uses ``alpha[(i // row_repeat) % alpha_rows, (j // col_repeat) % alpha_cols]``,
+    which covers Keras's ``shared_axes`` once the caller folds the axes
+    into rows and columns.
+    """
+    rows, cols = x.shape
+    alpha_rows, alpha_cols = alpha.shape
+    for i in range(rows):
+        a_i = _alpha_index(i, row_repeat, alpha_rows)
+        if alpha_cols == cols:
+            for j in range(cols):
+                y[i, j] = _prelu(x[i, j], alpha[a_i, j])
+            continue
+        # Otherwise a row is runs of col_repeat columns, one alpha each.
+        for start in range(0, cols, alpha_cols * col_repeat):
+            for a_j in range(alpha_cols):
+                a = alpha[a_i, a_j]
+                first = start + a_j * col_repeat
+                for j in range(first, first + col_repeat):
+                    y[i, j] = _prelu(x[i, j], a)
+
+
+@njit(cache=True, error_model="numpy")
+def prelu_backward(x, alpha, dy, row_repeat, col_repeat, dalpha, dx, need_dx):
+    """Gradients of ``prelu_forward``: ``dalpha`` sums ``dy * min(x, 0)`` over
+    the elements sharing each alpha (in float64) and, when ``need_dx``,
+    ``dx = dy`` where ``x > 0``, else ``alpha * dy``. ``dx`` may be ``dy``."""
+    rows, cols = x.shape
+    alpha_rows, alpha_cols = alpha.shape
+    sums = np.zeros((alpha_rows, alpha_cols), np.float64)
+    for i in range(rows):
+        a_i = _alpha_index(i, row_repeat, alpha_rows)
+        if alpha_cols == cols:
+            for j in range(cols):
+                d_alpha, d_x = _prelu_grads(x[i, j], alpha[a_i, j], dy[i, j])
+                sums[a_i, j] += d_alpha
+                if need_dx:
+                    dx[i, j] = d_x
+            continue
+        for start in range(0, cols, alpha_cols * col_repeat):
+            for a_j in range(alpha_cols):
+                a = alpha[a_i, a_j]
+                first = start + a_j * col_repeat
+                total = 0.0
+                for j in range(first, first + col_repeat):
+                    d_alpha, d_x = _prelu_grads(x[i, j], a, dy[i, j])
+                    total += d_alpha
+                    if need_dx:
+                        dx[i, j] = d_x
+                sums[a_i, a_j] += total
+    for a_i in range(alpha_rows):
+        for a_j in range(alpha_cols):
+            dalpha[a_i, a_j] = sums[a_i, a_j]

@@ -1,6 +1,7 @@
 """Dropout with counter-based random numbers: each element's draw is a hash
 of (seed, step, element index), so a run is reproducible whatever the
-threading, and the CUDA twin draws the same numbers."""
+threading, and the CUDA twin draws the same numbers. Spatial dropout draws
+one number per (sample, channel) and drops that channel at every position."""
 
 import numpy as np
 from numba import njit
@@ -58,3 +59,33 @@ def dropout_backward(dy, mask, dx):
     for i in range(rows):
         for j in range(cols):
             dx[i, j] = dy[i, j] * mask[i, j]
+
+
+@njit(cache=True, error_model="numpy")
+def spatial_dropout_forward(x, rate, seed, step, mask, y):
+    """Zero whole channels of each sample with probability ``rate``, scale
+    the rest by ``1 / (1 - rate)``; ``mask`` keeps the factor applied to each
+    (sample, channel).
+
+    x, y: (samples, positions, channels); mask: (samples, channels). The
+    draw for (sample ``s``, channel ``c``) is element ``s * channels + c`` of
+    the (seed, step) stream.
+    """
+    key, keep_scale = _dropout_constants(rate, seed, step)
+    samples, positions, channels = x.shape
+    for s in range(samples):
+        for c in range(channels):
+            mask[s, c] = 0.0 if _uniform(key, s * channels + c) < rate else keep_scale
+        for p in range(positions):
+            for c in range(channels):
+                y[s, p, c] = x[s, p, c] * mask[s, c]
+
+
+@njit(cache=True, error_model="numpy")
+def spatial_dropout_backward(dy, mask, dx):
+    """``dx = dy * mask`` with the (sample, channel) mask broadcast over positions."""
+    samples, positions, channels = dy.shape
+    for s in range(samples):
+        for p in range(positions):
+            for c in range(channels):
+                dx[s, p, c] = dy[s, p, c] * mask[s, c]

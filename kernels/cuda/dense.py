@@ -32,7 +32,7 @@ COLUMN_TILE = 32
 ROW_LANES = 8
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def _store(z, y, bias, use_bias, code, alpha, m, n, value):
     """The epilogue for one output: add the bias, write ``z`` and ``act(z)``."""
     rows, cols = z.shape

@@ -42,3 +42,41 @@ def dropout_forward(x, rate, seed, step, mask, y):
 def dropout_backward(dy, mask, dx):
     """``dx = dy * mask``."""
     _backward[blocks(dy.size), THREADS](dy, mask, dx)
+
+
+@cuda.jit(cache=True)
+def _spatial_mask(rate, key, keep_scale, mask):
+    channels = mask.shape[1]
+    for k in range(cuda.grid(1), mask.size, cuda.gridsize(1)):
+        s = k // channels
+        c = k - s * channels
+        mask[s, c] = 0.0 if _uniform(key, k) < rate else keep_scale
+
+
+@cuda.jit(cache=True)
+def _scale_channels(values, mask, out):
+    """``out = values * mask``, the (sample, channel) mask broadcast over positions."""
+    positions, channels = values.shape[1], values.shape[2]
+    per_sample = positions * channels
+    for k in range(cuda.grid(1), values.size, cuda.gridsize(1)):
+        s = k // per_sample
+        rest = k - s * per_sample
+        p = rest // channels
+        c = rest - p * channels
+        out[s, p, c] = values[s, p, c] * mask[s, c]
+
+
+def spatial_dropout_forward(x, rate, seed, step, mask, y):
+    """Zero whole channels of each sample with probability ``rate``, as the
+    CPU twin (the same mask for the same seed and step).
+
+    x, y: (samples, positions, channels); mask: (samples, channels).
+    """
+    key, keep_scale = _dropout_constants(rate, seed, step)
+    _spatial_mask[blocks(mask.size), THREADS](float(rate), np.uint64(key), keep_scale, mask)
+    _scale_channels[blocks(x.size), THREADS](x, mask, y)
+
+
+def spatial_dropout_backward(dy, mask, dx):
+    """``dx = dy * mask`` with the mask broadcast over positions."""
+    _scale_channels[blocks(dy.size), THREADS](dy, mask, dx)

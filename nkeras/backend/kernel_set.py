@@ -4,7 +4,10 @@ a plain attribute so later calls cost one attribute read."""
 
 import importlib
 
-FAMILIES = ("dense", "activation", "dropout", "loss", "metric", "optim", "array")
+FAMILIES = (
+    "dense", "activation", "dropout", "loss", "metric", "optim", "array",
+    "conv", "depthwise", "pool", "spatial", "norm",
+)
 
 
 class KernelSet:

@@ -177,7 +177,13 @@ class Dropout(Layer):
         ctx.ops.dropout_forward(_as_2d(inputs[0]), self.rate, self._seed, ctx.step, state["mask"], _as_2d(outputs[0]))
 
     def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
-        if input_grads[0] is not None:
+        if input_grads[0] is None:
+            return
+        if self.rate == 0.0:
+            # A view in training too; the plan runs this only when the input's
+            # gradient is a sum over several readers and needs its own buffer.
+            ctx.ops.copy_into(_as_2d(input_grads[0]), _as_2d(output_grads[0]))
+        else:
             ctx.ops.dropout_backward(_as_2d(output_grads[0]), state["mask"], _as_2d(input_grads[0]))
 
     def get_config(self):

@@ -1,0 +1,614 @@
+"""Convolution kernels (channels_last), by two algorithms (docs/convolution.md
+says which runs when and why).
+
+im2col: ``cols`` is the im2col matrix (batch * out_h * out_w, kh * kw *
+channels): row ``(b, oy, ox)`` holds the input values under the kernel at
+that output position, tap by tap, each tap a contiguous run of ``channels``
+values (the NHWC layout makes it one run in ``x`` too). ``cols @
+kernel.reshape(-1, filters)`` is then the NHWC output itself, with no
+transpose, and the dense kernels' epilogue adds the bias and activation.
+A transposed convolution is the input gradient of the convolution that maps
+its output's shape to its input's shape: a GEMM, then col2im; its backward
+is that convolution's forward and weight gradient.
+
+Winograd F(4x4, 3x3), for 3x3 kernels with stride and dilation 1: see the
+section below.
+
+Shapes: ``x`` (batch, height, width, channels); a convolution's kernel
+(kh, kw, channels, filters) and output (batch, out_h, out_w, filters).
+``strides``, ``dilation`` and ``padding`` are (rows, cols) pairs of ints;
+``padding`` is the zeros before the first row and column (the rest of the
+padding follows from the output's size).
+"""
+
+import numpy as np
+from numba import njit
+
+from nkeras.kernels.codes import LINEAR, RELU
+from nkeras.kernels.cpu.activation import activation_backward, activation_forward
+from nkeras.kernels.cpu.dense import dense_forward
+
+# float32 constants keep float32 data in float32 (a Python float would promote
+# the arithmetic to float64); they are exact, and float64 data stays float64.
+_ZERO, _TWO, _FOUR, _FIVE, _EIGHT = np.float32(0), np.float32(2), np.float32(4), np.float32(5), np.float32(8)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _input_position(out_index, tap, stride, dilation, pad):
+    """The input index a kernel tap reads at an output index (negative or
+    past the end inside the padding)."""
+    return out_index * stride - pad + tap * dilation
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _output_position(in_index, tap, stride, dilation, pad, out_length):
+    """The output index at which kernel tap ``tap`` reads input index
+    ``in_index``, or -1 when there is none."""
+    offset = in_index + pad - tap * dilation
+    if offset < 0 or offset % stride != 0:
+        return -1
+    position = offset // stride
+    return position if position < out_length else -1
+
+
+# The copies below index flat views with unsigned integers: Numba checks a
+# signed index for a negative (wrap-around) value on every access, which
+# keeps LLVM from vectorising them (im2col of the MNIST convnet's second
+# layer: 10.4 ms with signed indices, 0.7 ms without). They are written out
+# in the loops: through a helper, even an inlined one, small runs got slower.
+
+
+@njit(cache=True, error_model="numpy")
+def _im2col(x, strides, dilation, padding, kh, kw, out_h, out_w, cols):
+    batch, height, width, channels = x.shape
+    stride_h, stride_w = strides
+    dilation_h, dilation_w = dilation
+    pad_top, pad_left = padding
+    source = x.reshape(x.size)
+    target = cols.reshape(cols.size)
+    run = np.uint64(kw * channels)
+    run_channels = np.uint64(channels)
+    offset = np.uint64(0)
+    for b in range(batch):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                left = _input_position(ox, 0, stride_w, dilation_w, pad_left)
+                # Undilated taps inside the row are one run of kw * channels values.
+                whole_row = dilation_w == 1 and left >= 0 and left + kw <= width
+                for ky in range(kh):
+                    iy = _input_position(oy, ky, stride_h, dilation_h, pad_top)
+                    if iy < 0 or iy >= height:
+                        for k in range(run):
+                            target[offset + k] = 0.0
+                    elif whole_row:
+                        start = np.uint64(((b * height + iy) * width + left) * channels)
+                        for k in range(run):
+                            target[offset + k] = source[start + k]
+                    else:
+                        for kx in range(kw):
+                            ix = left + kx * dilation_w
+                            tap = offset + np.uint64(kx * channels)
+                            if ix < 0 or ix >= width:
+                                for c in range(run_channels):
+                                    target[tap + c] = 0.0
+                            else:
+                                start = np.uint64(((b * height + iy) * width + ix) * channels)
+                                for c in range(run_channels):
+                                    target[tap + c] = source[start + c]
+                    offset += run
+
+
+@njit(cache=True, error_model="numpy")
+def _col2im_add(cols, strides, dilation, padding, kh, kw, out_h, out_w, x):
+    """Add each tap's run of ``cols`` into the input position it was read
+    from (the adjoint of ``_im2col``); ``x`` must be initialised."""
+    batch, height, width, channels = x.shape
+    stride_h, stride_w = strides
+    dilation_h, dilation_w = dilation
+    pad_top, pad_left = padding
+    source = cols.reshape(cols.size)
+    target = x.reshape(x.size)
+    run = np.uint64(kw * channels)
+    run_channels = np.uint64(channels)
+    offset = np.uint64(0)
+    for b in range(batch):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                left = _input_position(ox, 0, stride_w, dilation_w, pad_left)
+                whole_row = dilation_w == 1 and left >= 0 and left + kw <= width
+                for ky in range(kh):
+                    iy = _input_position(oy, ky, stride_h, dilation_h, pad_top)
+                    if 0 <= iy < height:
+                        if whole_row:
+                            start = np.uint64(((b * height + iy) * width + left) * channels)
+                            for k in range(run):
+                                target[start + k] += source[offset + k]
+                        else:
+                            for kx in range(kw):
+                                ix = left + kx * dilation_w
+                                if 0 <= ix < width:
+                                    start = np.uint64(((b * height + iy) * width + ix) * channels)
+                                    tap = offset + np.uint64(kx * channels)
+                                    for c in range(run_channels):
+                                        target[start + c] += source[tap + c]
+                    offset += run
+
+
+@njit(cache=True, error_model="numpy")
+def _fill_channels(values, out):
+    """``out[..., c] = values[c]`` for every position of the 2-D ``out``."""
+    rows, channels = out.shape
+    for i in range(rows):
+        for c in range(channels):
+            out[i, c] = values[c]
+
+
+@njit(cache=True, error_model="numpy")
+def _relu_gradient_in_place(y, dz):
+    # One name for the array updated in place: with two (dz and dy) LLVM's
+    # overlap check fails at run time and the scalar fallback, branching on
+    # the sign of y, runs 2-3x slower.
+    rows, filters = dz.shape
+    for i in range(rows):
+        for j in range(filters):
+            g = dz[i, j]
+            dz[i, j] = g if y[i, j] > 0.0 else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _bias_gradient(dz, db):
+    rows, filters = dz.shape
+    for j in range(filters):
+        db[j] = 0.0
+    for i in range(rows):
+        for j in range(filters):
+            db[j] += dz[i, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _output_gradient(z, y, dy, code, alpha, dz, db):
+    """``dz = dy * act'(z)`` and ``db = sum(dz, rows)`` over 2-D views; ``dz``
+    may be ``dy``."""
+    if code == RELU and dz.ctypes.data == dy.ctypes.data:
+        _relu_gradient_in_place(y, dz)
+    else:
+        activation_backward(z, y, dy, code, alpha, dz)
+    _bias_gradient(dz, db)
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_forward(x, w, b, strides, dilation, padding, code, alpha, cols, z, y):
+    """``z = conv(x, w) + b`` and ``y = act(z)``.
+
+    x: (batch, height, width, channels), w: (kh, kw, channels, filters),
+    b: (filters,); cols: (batch * out_h * out_w, kh * kw * channels) scratch,
+    left holding the im2col matrix for the backward; z, y: (batch, out_h,
+    out_w, filters) outputs (``z`` may be ``y`` when the activation's
+    gradient reads only its output).
+    """
+    batch, out_h, out_w, filters = y.shape
+    kh, kw, channels, _ = w.shape
+    rows = batch * out_h * out_w
+    _im2col(x, strides, dilation, padding, kh, kw, out_h, out_w, cols)
+    dense_forward(
+        cols, w.reshape(kh * kw * channels, filters), b, code, alpha, z.reshape(rows, filters), y.reshape(rows, filters)
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_backward(x, w, z, y, dy, strides, dilation, padding, code, alpha, cols, dz, dw, db, dx, need_dx):
+    """Gradients of ``y = act(conv(x, w) + b)``.
+
+    ``cols`` must still hold the forward's im2col matrix; with ``need_dx``
+    it is overwritten by the matrix's gradient ``dz @ w.T`` once ``dw =
+    cols.T @ dz`` is done, and ``dx`` is its col2im. Writes ``dz`` (may be
+    ``dy``), ``dw``, ``db`` and, when ``need_dx``, ``dx``.
+    """
+    batch, out_h, out_w, filters = y.shape
+    kh, kw, channels, _ = w.shape
+    rows = batch * out_h * out_w
+    depth = kh * kw * channels
+    dz2 = dz.reshape(rows, filters)
+    _output_gradient(z.reshape(rows, filters), y.reshape(rows, filters), dy.reshape(rows, filters), code, alpha, dz2, db)
+    np.dot(cols.T, dz2, dw.reshape(depth, filters))
+    if need_dx:
+        np.dot(dz2, w.reshape(depth, filters).T, cols)
+        dx.fill(0.0)
+        _col2im_add(cols, strides, dilation, padding, kh, kw, out_h, out_w, dx)
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_transpose_forward(x, w, b, strides, dilation, padding, code, alpha, cols, z, y):
+    """``z = conv_transpose(x, w) + b`` and ``y = act(z)``.
+
+    x: (batch, height, width, channels), w: (kh, kw, filters, channels) as in
+    Keras, b: (filters,); z, y: (batch, out_h, out_w, filters) outputs (``z``
+    may be ``y`` as in ``conv2d_forward``). ``strides``, ``dilation`` and
+    ``padding`` are those of the convolution from ``y``'s shape to ``x``'s.
+    cols: (batch * height * width, kh * kw * filters) scratch.
+    """
+    batch, height, width, channels = x.shape
+    kh, kw, filters, _ = w.shape
+    rows = batch * y.shape[1] * y.shape[2]
+    np.dot(x.reshape(batch * height * width, channels), w.reshape(kh * kw * filters, channels).T, cols)
+    z2 = z.reshape(rows, filters)
+    _fill_channels(b, z2)
+    _col2im_add(cols, strides, dilation, padding, kh, kw, height, width, z)
+    if code != LINEAR or z.ctypes.data != y.ctypes.data:
+        activation_forward(z2, code, alpha, y.reshape(rows, filters))
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_transpose_backward(x, w, z, y, dy, strides, dilation, padding, code, alpha, cols, dz, dw, db, dx, need_dx):
+    """Gradients of ``y = act(conv_transpose(x, w) + b)``: ``dz = dy *
+    act'(z)`` (``dz`` may be ``dy``), ``db``, ``cols = im2col(dz)``, ``dw =
+    cols.T @ x`` and, when ``need_dx``, ``dx = cols @ w`` (the convolution's
+    forward)."""
+    batch, height, width, channels = x.shape
+    kh, kw, filters, _ = w.shape
+    rows = batch * y.shape[1] * y.shape[2]
+    depth = kh * kw * filters
+    _output_gradient(z.reshape(rows, filters), y.reshape(rows, filters), dy.reshape(rows, filters), code, alpha,
+                     dz.reshape(rows, filters), db)
+    _im2col(dz, strides, dilation, padding, kh, kw, height, width, cols)
+    x2 = x.reshape(batch * height * width, channels)
+    np.dot(cols.T, x2, dw.reshape(depth, channels))
+    if need_dx:
+        np.dot(cols, w.reshape(depth, channels), dx.reshape(batch * height * width, channels))
+
+
+# ---- Winograd F(4x4, 3x3) ----------------------------------------------------
+#
+# A 3x3 stride-1 convolution makes each 4x4 tile of its output from a 6x6
+# tile of its input with 36 multiplications per pair of channels instead of
+# 144 (Lavin and Gray 2015, interpolation points 0, +-1, +-2):
+#     Y = A^T [(G g G^T) * (B^T d B)] A.
+# Summed over channels, the 36 elementwise products are 36 GEMMs,
+# ``m[k] = v[k] @ u[k]``, with ``v[k]`` (tiles, channels) and ``u[k]``
+# (channels, filters). The backward runs the same algorithm transposed: with
+# ``Z = A dY A^T`` in ``m``, the kernel gradient is ``G^T (v[k].T @ m[k]) G``
+# and the input gradient ``B (m[k] @ u[k].T) B^T``, added tile over tile.
+#
+# Buffers, with tiles = batch * tiles_h * tiles_w and tiles_h = ceil(out_h / 4):
+# ``padded`` (batch, 4 * tiles_h + 2, 4 * tiles_w + 2, channels), the input
+# inside its zeros (in the backward, its gradient); ``v`` (36, tiles, channels);
+# ``u`` (36, channels, filters); ``m`` (36, tiles, filters); ``du`` (36,
+# channels, filters). Element ``6 * i + j`` of a transform is its row i, col j.
+# The tile transforms run in place, first along a tile's rows, then along its
+# columns.
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _winograd_in(d0, d1, d2, d3, d4, d5):
+    """``B^T d`` for one row or column of a 6x6 input tile."""
+    return (
+        _FOUR * d0 - _FIVE * d2 + d4,
+        d3 + d4 - _FOUR * (d1 + d2),
+        _FOUR * (d1 - d2) + d4 - d3,
+        _TWO * (d3 - d1) + d4 - d2,
+        _TWO * (d1 - d3) + d4 - d2,
+        _FOUR * d1 - _FIVE * d3 + d5,
+    )
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _winograd_in_adjoint(v0, v1, v2, v3, v4, v5):
+    """``B v``, the adjoint of ``_winograd_in``."""
+    return (
+        _FOUR * v0,
+        _FOUR * (v2 - v1 + v5) + _TWO * (v4 - v3),
+        -_FIVE * v0 - _FOUR * (v1 + v2) - v3 - v4,
+        v1 - v2 + _TWO * (v3 - v4) - _FIVE * v5,
+        v0 + v1 + v2 + v3 + v4,
+        v5,
+    )
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _winograd_out(m0, m1, m2, m3, m4, m5):
+    """``A^T m``: four outputs from one row or column of a 6x6 product tile."""
+    plus, minus = m1 + m2, m1 - m2
+    plus_far, minus_far = m3 + m4, m3 - m4
+    return (m0 + plus + plus_far, minus + _TWO * minus_far, plus + _FOUR * plus_far, minus + _EIGHT * minus_far + m5)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _winograd_out_adjoint(y0, y1, y2, y3):
+    """``A y``, the adjoint of ``_winograd_out``."""
+    even, odd = y0 + y2, y1 + y3
+    even_far, odd_far = y0 + _FOUR * y2, _TWO * y1 + _EIGHT * y3
+    return (y0, even + odd, even - odd, even_far + odd_far, even_far - odd_far, y3)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _winograd_filter(g0, g1, g2):
+    """``G g`` for one row or column of a 3x3 kernel (in float64: G has sixths)."""
+    return (
+        g0 / 4.0,
+        -(g0 + g1 + g2) / 6.0,
+        -(g0 - g1 + g2) / 6.0,
+        g0 / 24.0 + g1 / 12.0 + g2 / 6.0,
+        g0 / 24.0 - g1 / 12.0 + g2 / 6.0,
+        g2 * 1.0,
+    )
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _winograd_filter_adjoint(u0, u1, u2, u3, u4, u5):
+    """``G^T u``, the adjoint of ``_winograd_filter``."""
+    return (
+        u0 / 4.0 - (u1 + u2) / 6.0 + (u3 + u4) / 24.0,
+        (u2 - u1) / 6.0 + (u3 - u4) / 12.0,
+        (u3 + u4 - u1 - u2) / 6.0 + u5,
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def _pad_into(x, padding, padded):
+    _, height, width, _ = x.shape
+    top, left = padding
+    padded.fill(0.0)
+    for b in range(x.shape[0]):
+        for i in range(height):
+            padded[b, top + i, left:left + width, :] = x[b, i]
+
+
+@njit(cache=True, error_model="numpy")
+def _filter_transform(w, u):
+    _, _, channels, filters = w.shape
+    for c in range(channels):
+        for f in range(filters):
+            r0 = _winograd_filter(w[0, 0, c, f], w[0, 1, c, f], w[0, 2, c, f])
+            r1 = _winograd_filter(w[1, 0, c, f], w[1, 1, c, f], w[1, 2, c, f])
+            r2 = _winograd_filter(w[2, 0, c, f], w[2, 1, c, f], w[2, 2, c, f])
+            for j in range(6):
+                column = _winograd_filter(r0[j], r1[j], r2[j])
+                for i in range(6):
+                    u[6 * i + j, c, f] = column[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _filter_gradient(du, dw):
+    _, channels, filters = du.shape
+    for c in range(channels):
+        for f in range(filters):
+            r0 = _winograd_filter_adjoint(du[0, c, f], du[1, c, f], du[2, c, f], du[3, c, f], du[4, c, f], du[5, c, f])
+            r1 = _winograd_filter_adjoint(du[6, c, f], du[7, c, f], du[8, c, f], du[9, c, f], du[10, c, f], du[11, c, f])
+            r2 = _winograd_filter_adjoint(
+                du[12, c, f], du[13, c, f], du[14, c, f], du[15, c, f], du[16, c, f], du[17, c, f]
+            )
+            r3 = _winograd_filter_adjoint(
+                du[18, c, f], du[19, c, f], du[20, c, f], du[21, c, f], du[22, c, f], du[23, c, f]
+            )
+            r4 = _winograd_filter_adjoint(
+                du[24, c, f], du[25, c, f], du[26, c, f], du[27, c, f], du[28, c, f], du[29, c, f]
+            )
+            r5 = _winograd_filter_adjoint(
+                du[30, c, f], du[31, c, f], du[32, c, f], du[33, c, f], du[34, c, f], du[35, c, f]
+            )
+            for kx in range(3):
+                column = _winograd_filter_adjoint(r0[kx], r1[kx], r2[kx], r3[kx], r4[kx], r5[kx])
+                for ky in range(3):
+                    dw[ky, kx, c, f] = column[ky]
+
+
+# A pass along a tile's rows or columns combines six transform elements of
+# each tile and channel: six (tiles * channels) planes of ``v`` or ``m``,
+# elementwise, in one long loop over all tiles (tile by tile the loops ran
+# over 32 channels only and the transforms took twice as long). Passes that
+# read or write the images go tile by tile.
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _planes(array, first, step):
+    """``array[first + step * i]`` for i < 6, each flattened."""
+    n = array.shape[1] * array.shape[2]
+    return (
+        array[first].reshape(n),
+        array[first + step].reshape(n),
+        array[first + 2 * step].reshape(n),
+        array[first + 3 * step].reshape(n),
+        array[first + 4 * step].reshape(n),
+        array[first + 5 * step].reshape(n),
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def _input_tiles(padded, tiles_h, tiles_w, v):
+    """``v = B^T d B`` for every 6x6 tile ``d`` of ``padded`` (tiles 4 apart)."""
+    channels = padded.shape[3]
+    first = 0
+    # Row by row of tiles: consecutive tiles read and write neighbouring memory.
+    for b in range(padded.shape[0]):
+        for ty in range(tiles_h):
+            y0 = 4 * ty
+            for i in range(6):
+                k = 6 * i
+                for tx in range(tiles_w):
+                    t, x0 = first + tx, 4 * tx
+                    for c in range(channels):
+                        row = _winograd_in(
+                            padded[b, y0 + i, x0, c], padded[b, y0 + i, x0 + 1, c], padded[b, y0 + i, x0 + 2, c],
+                            padded[b, y0 + i, x0 + 3, c], padded[b, y0 + i, x0 + 4, c], padded[b, y0 + i, x0 + 5, c],
+                        )
+                        v[k, t, c] = row[0]
+                        v[k + 1, t, c] = row[1]
+                        v[k + 2, t, c] = row[2]
+                        v[k + 3, t, c] = row[3]
+                        v[k + 4, t, c] = row[4]
+                        v[k + 5, t, c] = row[5]
+            first += tiles_w
+    for j in range(6):
+        a0, a1, a2, a3, a4, a5 = _planes(v, j, 6)
+        for q in range(a0.size):
+            column = _winograd_in(a0[q], a1[q], a2[q], a3[q], a4[q], a5[q])
+            a0[q] = column[0]
+            a1[q] = column[1]
+            a2[q] = column[2]
+            a3[q] = column[3]
+            a4[q] = column[4]
+            a5[q] = column[5]
+
+
+@njit(cache=True, error_model="numpy")
+def _output_tiles(m, bias, tiles_h, tiles_w, rectify, z):
+    """``z = A^T m A + bias`` for every tile, cropped to ``z``'s size, and
+    with ``rectify`` its relu (``m`` is overwritten)."""
+    for i in range(6):
+        a0, a1, a2, a3, a4, a5 = _planes(m, 6 * i, 1)
+        for q in range(a0.size):
+            row = _winograd_out(a0[q], a1[q], a2[q], a3[q], a4[q], a5[q])
+            a0[q] = row[0]
+            a1[q] = row[1]
+            a2[q] = row[2]
+            a3[q] = row[3]
+    for j in range(4):
+        a0, a1, a2, a3, a4, a5 = _planes(m, j, 6)
+        for q in range(a0.size):
+            column = _winograd_out(a0[q], a1[q], a2[q], a3[q], a4[q], a5[q])
+            a0[q] = column[0]
+            a1[q] = column[1]
+            a2[q] = column[2]
+            a3[q] = column[3]
+    batch, out_h, out_w, filters = z.shape
+    first = 0
+    for b in range(batch):
+        for ty in range(tiles_h):
+            oy = 4 * ty
+            for i in range(min(4, out_h - oy)):
+                for ox in range(out_w):
+                    t, k = first + ox // 4, 6 * i + ox % 4
+                    if rectify:
+                        for f in range(filters):
+                            z[b, oy + i, ox, f] = max(m[k, t, f] + bias[f], _ZERO)
+                    else:
+                        for f in range(filters):
+                            z[b, oy + i, ox, f] = m[k, t, f] + bias[f]
+            first += tiles_w
+
+
+@njit(cache=True, error_model="numpy")
+def _gradient_tiles(dz, tiles_h, tiles_w, m):
+    """``m = A dY A^T`` for every 4x4 tile ``dY`` of ``dz`` (zeros past its end)."""
+    batch, out_h, out_w, filters = dz.shape
+    first = 0
+    for b in range(batch):
+        for ty in range(tiles_h):
+            for i in range(4):
+                k = 6 * i
+                oy = 4 * ty + i
+                for tx in range(tiles_w):
+                    t, x0 = first + tx, 4 * tx
+                    columns = min(4, out_w - x0) if oy < out_h else 0
+                    for f in range(filters):
+                        g0 = dz[b, oy, x0, f] if columns > 0 else _ZERO
+                        g1 = dz[b, oy, x0 + 1, f] if columns > 1 else _ZERO
+                        g2 = dz[b, oy, x0 + 2, f] if columns > 2 else _ZERO
+                        g3 = dz[b, oy, x0 + 3, f] if columns > 3 else _ZERO
+                        row = _winograd_out_adjoint(g0, g1, g2, g3)
+                        m[k, t, f] = row[0]
+                        m[k + 1, t, f] = row[1]
+                        m[k + 2, t, f] = row[2]
+                        m[k + 3, t, f] = row[3]
+                        m[k + 4, t, f] = row[4]
+                        m[k + 5, t, f] = row[5]
+            first += tiles_w
+    for j in range(6):
+        a0, a1, a2, a3, a4, a5 = _planes(m, j, 6)
+        for q in range(a0.size):
+            column = _winograd_out_adjoint(a0[q], a1[q], a2[q], a3[q])
+            a0[q] = column[0]
+            a1[q] = column[1]
+            a2[q] = column[2]
+            a3[q] = column[3]
+            a4[q] = column[4]
+            a5[q] = column[5]
+
+
+@njit(cache=True, error_model="numpy")
+def _add_input_tiles(v, tiles_h, tiles_w, padded):
+    """``padded += B v B^T`` tile by tile, the adjoint of ``_input_tiles``
+    (``v`` is overwritten)."""
+    for i in range(6):
+        a0, a1, a2, a3, a4, a5 = _planes(v, 6 * i, 1)
+        for q in range(a0.size):
+            row = _winograd_in_adjoint(a0[q], a1[q], a2[q], a3[q], a4[q], a5[q])
+            a0[q] = row[0]
+            a1[q] = row[1]
+            a2[q] = row[2]
+            a3[q] = row[3]
+            a4[q] = row[4]
+            a5[q] = row[5]
+    channels = padded.shape[3]
+    t = 0
+    for b in range(padded.shape[0]):
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                y0, x0 = 4 * ty, 4 * tx
+                for j in range(6):
+                    for c in range(channels):
+                        column = _winograd_in_adjoint(v[j, t, c], v[6 + j, t, c], v[12 + j, t, c], v[18 + j, t, c],
+                                                      v[24 + j, t, c], v[30 + j, t, c])
+                        padded[b, y0, x0 + j, c] += column[0]
+                        padded[b, y0 + 1, x0 + j, c] += column[1]
+                        padded[b, y0 + 2, x0 + j, c] += column[2]
+                        padded[b, y0 + 3, x0 + j, c] += column[3]
+                        padded[b, y0 + 4, x0 + j, c] += column[4]
+                        padded[b, y0 + 5, x0 + j, c] += column[5]
+                t += 1
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_winograd_forward(x, w, b, padding, code, alpha, padded, v, u, m, z, y):
+    """``z = conv(x, w) + b`` and ``y = act(z)`` for a 3x3 kernel with stride
+    and dilation 1, by Winograd F(4x4, 3x3).
+
+    x: (batch, height, width, channels), w: (3, 3, channels, filters),
+    b: (filters,); padding: the zeros before the first row and column;
+    padded, v, u, m: the scratch described above, ``v`` and ``u`` left
+    holding the transforms the backward reads; z, y: (batch, out_h, out_w,
+    filters) outputs (``z`` may be ``y``, as in ``conv2d_forward``).
+    """
+    batch, out_h, out_w, filters = y.shape
+    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    _pad_into(x, padding, padded)
+    _filter_transform(w, u)
+    _input_tiles(padded, tiles_h, tiles_w, v)
+    for k in range(36):
+        np.dot(v[k], u[k], m[k])
+    # With z as y, a relu is applied as the tiles are written.
+    rectify = code == RELU and z.ctypes.data == y.ctypes.data
+    _output_tiles(m, b, tiles_h, tiles_w, rectify, z)
+    if not rectify:
+        rows = batch * out_h * out_w
+        activation_forward(z.reshape(rows, filters), code, alpha, y.reshape(rows, filters))
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_winograd_backward(z, y, dy, padding, code, alpha, padded, v, u, m, du, dz, dw, db, dx, need_dx):
+    """Gradients of ``conv2d_winograd_forward``, whose ``v`` and ``u`` must
+    still hold the transforms of its input and kernel.
+
+    Writes ``dz = dy * act'(z)`` (may be ``dy``), ``db``, ``dw`` (3, 3,
+    channels, filters) and, when ``need_dx``, ``dx``; ``m``, ``du``,
+    ``padded`` and (with ``need_dx``) ``v`` are scratch.
+    """
+    batch, out_h, out_w, filters = y.shape
+    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    rows = batch * out_h * out_w
+    _output_gradient(z.reshape(rows, filters), y.reshape(rows, filters), dy.reshape(rows, filters), code, alpha,
+                     dz.reshape(rows, filters), db)
+    _gradient_tiles(dz, tiles_h, tiles_w, m)
+    for k in range(36):
+        np.dot(v[k].T, m[k], du[k])
+    _filter_gradient(du, dw)
+    if need_dx:
+        for k in range(36):
+            np.dot(m[k], u[k].T, v[k])
+        padded.fill(0.0)
+        _add_input_tiles(v, tiles_h, tiles_w, padded)
+        top, left = padding
+        height, width = dx.shape[1], dx.shape[2]
+        for b in range(batch):
+            for i in range(height):
+                dx[b, i] = padded[b, top + i, left:left + width, :]
