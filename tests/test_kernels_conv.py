@@ -68,12 +68,12 @@ def _activate(z, name):
 
 
 def _tolerance(dtype):
-    return dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    return {"rtol": 2e-4, "atol": 2e-4} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10}
 
 
 def _geometry(case):
     """Output size and leading padding of a case, by Keras's rules."""
-    (batch, height, width, channels, filters), (kh, kw), strides, dilation, modes = case
+    (_batch, height, width, _channels, _filters), (kh, kw), strides, dilation, modes = case
     out_hw = tuple(
         conv_output_length(n, k, mode, s, d) for n, k, mode, s, d in zip((height, width), (kh, kw), modes, strides, dilation)
     )

@@ -64,10 +64,10 @@ def _parity(real_keras, ours, theirs, x, rng, atol=1e-5):
 @pytest.mark.parametrize(
     "arguments",
     [
-        dict(filters=3, kernel_size=3),
-        dict(filters=3, kernel_size=(2, 3), strides=2, padding="same"),
-        dict(filters=2, kernel_size=3, dilation_rate=2, padding="same", activation="relu"),
-        dict(filters=2, kernel_size=(3, 1), strides=(2, 3), padding="same", activation="tanh", use_bias=False),
+        {"filters": 3, "kernel_size": 3},
+        {"filters": 3, "kernel_size": (2, 3), "strides": 2, "padding": "same"},
+        {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "padding": "same", "activation": "relu"},
+        {"filters": 2, "kernel_size": (3, 1), "strides": (2, 3), "padding": "same", "activation": "tanh", "use_bias": False},
     ],
 )
 def test_conv2d_matches_keras(real_keras, arguments, rng):
@@ -78,7 +78,7 @@ def test_conv2d_matches_keras(real_keras, arguments, rng):
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_winograd_conv2d_matches_keras(real_keras, padding, rng):
     x = rng.standard_normal((2, 9, 10, 16)).astype("float32")
-    arguments = dict(filters=20, kernel_size=3, padding=padding, activation="relu")
+    arguments = {"filters": 20, "kernel_size": 3, "padding": padding, "activation": "relu"}
     # Winograd's transforms round more than a direct sum: ~1e-5 of the output's scale.
     _parity(real_keras, Conv2D(**arguments), real_keras.layers.Conv2D(**arguments), x, rng, atol=1e-4)
 
@@ -105,10 +105,10 @@ def test_algorithm_is_chosen_by_shape(layer, channels, winograd):
 @pytest.mark.parametrize(
     "arguments",
     [
-        dict(filters=3, kernel_size=3, padding="causal"),
-        dict(filters=3, kernel_size=4, strides=2, padding="same"),
-        dict(filters=2, kernel_size=3, dilation_rate=2, padding="causal", activation="relu"),
-        dict(filters=2, kernel_size=2, strides=3),
+        {"filters": 3, "kernel_size": 3, "padding": "causal"},
+        {"filters": 3, "kernel_size": 4, "strides": 2, "padding": "same"},
+        {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "padding": "causal", "activation": "relu"},
+        {"filters": 2, "kernel_size": 2, "strides": 3},
     ],
 )
 def test_conv1d_matches_keras(real_keras, arguments, rng):
@@ -117,18 +117,18 @@ def test_conv1d_matches_keras(real_keras, arguments, rng):
 
 
 TRANSPOSE_ARGUMENTS = [
-    dict(filters=3, kernel_size=3),
-    dict(filters=3, kernel_size=3, strides=2),
-    dict(filters=3, kernel_size=3, strides=2, padding="same"),
-    dict(filters=2, kernel_size=(2, 3), strides=(2, 3), padding="same"),
-    dict(filters=2, kernel_size=4, strides=2, padding="same", output_padding=1),
-    dict(filters=2, kernel_size=3, strides=3, output_padding=(2, 1)),
-    dict(filters=2, kernel_size=3, strides=2, padding="same", output_padding=0),
-    dict(filters=2, kernel_size=3, dilation_rate=2, padding="same"),
-    dict(filters=2, kernel_size=2, dilation_rate=(2, 1)),
-    dict(filters=2, kernel_size=1, strides=3),
-    dict(filters=2, kernel_size=2, strides=3, padding="same"),
-    dict(filters=4, kernel_size=5, strides=2, padding="same", output_padding=(1, 0), activation="sigmoid"),
+    {"filters": 3, "kernel_size": 3},
+    {"filters": 3, "kernel_size": 3, "strides": 2},
+    {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same"},
+    {"filters": 2, "kernel_size": (2, 3), "strides": (2, 3), "padding": "same"},
+    {"filters": 2, "kernel_size": 4, "strides": 2, "padding": "same", "output_padding": 1},
+    {"filters": 2, "kernel_size": 3, "strides": 3, "output_padding": (2, 1)},
+    {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same", "output_padding": 0},
+    {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "padding": "same"},
+    {"filters": 2, "kernel_size": 2, "dilation_rate": (2, 1)},
+    {"filters": 2, "kernel_size": 1, "strides": 3},
+    {"filters": 2, "kernel_size": 2, "strides": 3, "padding": "same"},
+    {"filters": 4, "kernel_size": 5, "strides": 2, "padding": "same", "output_padding": (1, 0), "activation": "sigmoid"},
 ]
 
 
@@ -144,7 +144,7 @@ def test_conv2d_transpose_matches_keras(real_keras, arguments, rng):
 def test_conv2d_transpose_output_shape_is_keras(real_keras, kernel_size, strides, padding):
     shape = (None, 5, 4, 3)
     for output_padding in [None] + list(range(strides)):
-        arguments = dict(filters=2, kernel_size=kernel_size, strides=strides, padding=padding, output_padding=output_padding)
+        arguments = {"filters": 2, "kernel_size": kernel_size, "strides": strides, "padding": padding, "output_padding": output_padding}
         expected = tuple(real_keras.layers.Conv2DTranspose(**arguments).compute_output_shape(shape))
         assert Conv2DTranspose(**arguments).compute_output_shape(shape) == expected, arguments
 

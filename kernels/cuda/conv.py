@@ -1,7 +1,10 @@
-"""Convolution kernels on the GPU (channels_last), as the CPU twins: im2col
-with one thread per element of the matrix, the dense kernels' tiled GEMM
+"""Convolution kernels on the GPU (channels_last), as the CPU twins.
+
+im2col: one thread per element of the matrix, the dense kernels' tiled GEMM
 with its bias and activation epilogue, and col2im as a gather, one thread
 per input element summing the taps that read it, so no atomics are needed.
+Winograd F(4x4, 3x3): the CPU twins' buffers and transforms (the same
+scalar helpers), below.
 
 Shapes and arguments are those of ``nkeras.kernels.cpu.conv``.
 """
@@ -23,7 +26,14 @@ from nkeras.kernels.cpu.conv import (
     _winograd_out_adjoint,
 )
 from nkeras.kernels.cuda.activation import activation_backward, activation_forward
-from nkeras.kernels.cuda.dense import COLUMN_TILE, ROW_LANES, _grad_and_bias, _launch_gemm, dense_backward, dense_forward
+from nkeras.kernels.cuda.dense import (
+    COLUMN_TILE,
+    ROW_LANES,
+    _grad_and_bias,
+    _launch_gemm,
+    dense_backward,
+    dense_forward,
+)
 from nkeras.kernels.cuda.launch import THREADS, blocks
 
 
