@@ -74,12 +74,9 @@ def _tolerance(dtype):
 def _geometry(case):
     """Output size and leading padding of a case, by Keras's rules."""
     (_batch, height, width, _channels, _filters), (kh, kw), strides, dilation, modes = case
-    out_hw = tuple(
-        conv_output_length(n, k, mode, s, d) for n, k, mode, s, d in zip((height, width), (kh, kw), modes, strides, dilation)
-    )
-    padding = tuple(
-        padding_before(n, k, mode, s, d) for n, k, mode, s, d in zip((height, width), (kh, kw), modes, strides, dilation)
-    )
+    axes = list(zip((height, width), (kh, kw), modes, strides, dilation))
+    out_hw = tuple(conv_output_length(n, k, mode, s, d) for n, k, mode, s, d in axes)
+    padding = tuple(padding_before(n, k, mode, s, d) for n, k, mode, s, d in axes)
     return out_hw, padding
 
 
@@ -110,10 +107,15 @@ CUDA_TRANSPOSE_RUNS = [(2, np.float64, "tanh"), (4, np.float32, "relu"), (7, np.
 
 def _runs(cuda_runs):
     """Every case, dtype and activation on the CPU; ``cuda_runs`` on CUDA."""
-    runs = [("cpu", index, dtype, activation) for index in range(len(CASES)) for dtype in DTYPES for activation in ACTIVATIONS]
+    runs = [
+        ("cpu", index, dtype, activation)
+        for index in range(len(CASES)) for dtype in DTYPES for activation in ACTIVATIONS
+    ]
     runs += [("cuda",) + run for run in cuda_runs]
     return [
-        pytest.param(device, CASES[index], dtype, activation, id=f"{device}-{index}-{np.dtype(dtype).name}-{activation}")
+        pytest.param(
+            device, CASES[index], dtype, activation, id=f"{device}-{index}-{np.dtype(dtype).name}-{activation}"
+        )
         for device, index, dtype, activation in runs
     ]
 

@@ -199,10 +199,14 @@ def _filter_gradient(du, dw):
         c, f = k // filters, k % filters
         r0 = _winograd_filter_adjoint(du[0, c, f], du[1, c, f], du[2, c, f], du[3, c, f], du[4, c, f], du[5, c, f])
         r1 = _winograd_filter_adjoint(du[6, c, f], du[7, c, f], du[8, c, f], du[9, c, f], du[10, c, f], du[11, c, f])
-        r2 = _winograd_filter_adjoint(du[12, c, f], du[13, c, f], du[14, c, f], du[15, c, f], du[16, c, f], du[17, c, f])
-        r3 = _winograd_filter_adjoint(du[18, c, f], du[19, c, f], du[20, c, f], du[21, c, f], du[22, c, f], du[23, c, f])
-        r4 = _winograd_filter_adjoint(du[24, c, f], du[25, c, f], du[26, c, f], du[27, c, f], du[28, c, f], du[29, c, f])
-        r5 = _winograd_filter_adjoint(du[30, c, f], du[31, c, f], du[32, c, f], du[33, c, f], du[34, c, f], du[35, c, f])
+        r2 = _winograd_filter_adjoint(du[12, c, f], du[13, c, f], du[14, c, f], du[15, c, f], du[16, c, f],
+                                      du[17, c, f])
+        r3 = _winograd_filter_adjoint(du[18, c, f], du[19, c, f], du[20, c, f], du[21, c, f], du[22, c, f],
+                                      du[23, c, f])
+        r4 = _winograd_filter_adjoint(du[24, c, f], du[25, c, f], du[26, c, f], du[27, c, f], du[28, c, f],
+                                      du[29, c, f])
+        r5 = _winograd_filter_adjoint(du[30, c, f], du[31, c, f], du[32, c, f], du[33, c, f], du[34, c, f],
+                                      du[35, c, f])
         for kx in range(3):
             column = _winograd_filter_adjoint(r0[kx], r1[kx], r2[kx], r3[kx], r4[kx], r5[kx])
             for ky in range(3):

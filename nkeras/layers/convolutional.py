@@ -25,9 +25,10 @@ from nkeras.layers.layer import Layer
 # Activations whose gradient reads only the output: their pre-activation
 # needs no buffer of its own.
 _OUTPUT_ONLY_GRADIENTS = ("linear", "relu", "sigmoid", "tanh", "softmax")
-# Below this many input or output channels im2col beats Winograd: its tile
-# transforms then cost more than the multiplications they save.
-_WINOGRAD_MIN_CHANNELS = 16
+# With fewer input or output channels Winograd's tile transforms cost about
+# what its smaller GEMMs save, and im2col is as fast or faster (measured in
+# docs/convolution.md).
+_WINOGRAD_MIN_CHANNELS = 8
 
 
 def _check_filters(filters, layer_name):
@@ -143,7 +144,8 @@ class _ConvBase(Layer):
         need_dx = input_grads[0] is not None
         bias_grad = self.bias.grad if self.use_bias else state["bias_grad"]
         dx = _as_image(input_grads[0], self.rank) if need_dx else x
-        return _as_image(output_grads[0], self.rank), _as_image_kernel(self.kernel.grad, self.rank), bias_grad, dx, need_dx
+        kernel_grad = _as_image_kernel(self.kernel.grad, self.rank)
+        return _as_image(output_grads[0], self.rank), kernel_grad, bias_grad, dx, need_dx
 
     def get_config(self):
         return {
