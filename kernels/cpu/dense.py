@@ -18,7 +18,17 @@ def dense_forward(x, w, b, code, alpha, z, y):
     np.dot(x, w, z)
     rows, units = z.shape
     # One loop per common code: a code test inside the loop stops it vectorising.
-    if code == LINEAR:
+    # When z and y are one array, loops through one name vectorise; through
+    # two they fall back to scalar code (LLVM must assume a partial overlap).
+    if z.ctypes.data == y.ctypes.data and code == LINEAR:
+        for i in range(rows):
+            for j in range(units):
+                y[i, j] += b[j]
+    elif z.ctypes.data == y.ctypes.data and code == RELU:
+        for i in range(rows):
+            for j in range(units):
+                y[i, j] = max(y[i, j] + b[j], 0.0)
+    elif code == LINEAR:
         for i in range(rows):
             for j in range(units):
                 v = z[i, j] + b[j]
@@ -52,10 +62,18 @@ def dense_backward(x, w, z, y, dy, code, alpha, dz, dw, db, dx, need_dx):
     when the activation is linear.
     """
     rows, units = dy.shape
-    if code == LINEAR:
+    in_place = dz.ctypes.data == dy.ctypes.data  # one name per array: see dense_forward
+    if code == LINEAR and in_place:
+        pass
+    elif code == LINEAR:
         for i in range(rows):
             for j in range(units):
                 dz[i, j] = dy[i, j]
+    elif code == RELU and in_place:
+        for i in range(rows):
+            for j in range(units):
+                if y[i, j] <= 0.0:
+                    dz[i, j] = 0.0
     elif code == RELU:
         for i in range(rows):
             for j in range(units):
