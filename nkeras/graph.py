@@ -21,11 +21,15 @@ class KerasTensor:
         node: the ``Node`` that computes it (set by ``Node``).
     """
 
-    def __init__(self, shape, dtype, name, node=None):
+    def __init__(self, shape, dtype, name, node=None, is_mask=False):
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.name = name
         self.node = node
+        self.is_mask = is_mask
+        # The mask of padded timesteps that travels with this tensor (a
+        # KerasTensor with ``is_mask``, shape (None, timesteps)), or None.
+        self._keras_mask = None
 
     @property
     def ndim(self):
@@ -42,16 +46,26 @@ class Node:
         layer: the layer called.
         inputs: list of KerasTensors it was called on (empty for an InputLayer).
         output_shapes: list of the output shapes.
+        mask_input: the mask the layer reads (``reads_mask`` layers), kept
+            as the last of ``inputs`` so the plan knows its liveness; the
+            layer's kernels get it as ``state["mask"]``.
+        makes_mask: whether the last output is a mask the layer computes
+            (Embedding with ``mask_zero``, Masking).
     """
 
-    def __init__(self, layer, inputs, output_shapes):
+    def __init__(self, layer, inputs, output_shapes, mask_input=None, makes_mask=False):
         self.layer = layer
-        self.inputs = list(inputs)
+        self.inputs = list(inputs) + ([mask_input] if mask_input is not None else [])
+        self.data_inputs = list(inputs)
+        self.mask_input = mask_input
         suffix = f"_{len(layer._inbound_nodes)}" if layer._inbound_nodes else ""
         self.outputs = [
             KerasTensor(shape, layer.dtype, f"{layer.name}{suffix}" + (f"_{i}" if len(output_shapes) > 1 else ""), self)
             for i, shape in enumerate(output_shapes)
         ]
+        if makes_mask:
+            self.outputs[-1].is_mask = True
+            self.outputs[-1].name = f"{layer.name}{suffix}_mask"
         layer._inbound_nodes.append(self)
 
 
@@ -159,11 +173,15 @@ class ExecutionContext:
 
 
 class _Step:
-    __slots__ = ("layer", "inputs", "outputs", "state", "output_grads", "input_grads", "accumulate")
+    __slots__ = ("layer", "inputs", "outputs", "state", "output_grads", "input_grads", "accumulate", "weight_scratch")
 
     def __init__(self, layer, inputs, outputs, state):
         self.layer, self.inputs, self.outputs, self.state = layer, inputs, outputs, state
         self.output_grads, self.input_grads, self.accumulate = None, None, ()
+        # For a layer called at several nodes: (variable, scratch) pairs; this
+        # node's weight gradients go to the scratch and are added to the
+        # variable's gradient, so the calls' gradients sum.
+        self.weight_scratch = ()
 
 
 def _concrete(shape, batch_size):
@@ -183,14 +201,21 @@ class Plan:
     that only reshape (Flatten, Reshape, and Dropout outside training) get a
     view of their input and run no kernel.
 
+    A layer called at several nodes (a shared layer) sums the weight
+    gradients of its calls.
+
     Args:
         graph: the model's Graph.
         batch_size: rows per batch.
         device: the device that owns the buffers.
         training: whether to plan the backward pass.
+        input_arrays: buffers to use as the graph's inputs (a model nested
+            in another reads its caller's buffers); allocated when None.
+        input_grads: whether to compute the gradients of the inputs too
+            (``self.input_grads``; None for an input no gradient reaches).
     """
 
-    def __init__(self, graph, batch_size, device, training):
+    def __init__(self, graph, batch_size, device, training, input_arrays=None, input_grads=False):
         self.graph = graph
         self.batch_size = batch_size
         self.device = device
@@ -201,9 +226,10 @@ class Plan:
         self.forward_steps = []
         self.backward_steps = []
         self.output_grads = []
-        self._plan_forward()
+        self.input_grads = []
+        self._plan_forward(input_arrays)
         if training:
-            self._plan_backward()
+            self._plan_backward(input_grads)
 
     @property
     def input_buffers(self):
@@ -213,10 +239,12 @@ class Plan:
     def output_buffers(self):
         return [self.values[id(t)] for t in self.graph.outputs]
 
-    def _plan_forward(self):
+    def _plan_forward(self, input_arrays):
         graph, pool = self.graph, _Pool(self.device)
-        for tensor in graph.inputs:
-            self.values[id(tensor)] = self.device.empty(_concrete(tensor.shape, self.batch_size), tensor.dtype)
+        for k, tensor in enumerate(graph.inputs):
+            shape = _concrete(tensor.shape, self.batch_size)
+            given = None if input_arrays is None else input_arrays[k]
+            self.values[id(tensor)] = self.device.empty(shape, tensor.dtype) if given is None else given.reshape(shape)
         pinned = {id(t) for t in graph.inputs} | {id(t) for t in graph.outputs}
         last_reader = {}
         for index, node in enumerate(graph.nodes):
@@ -226,8 +254,7 @@ class Plan:
 
         for index, node in enumerate(graph.nodes):
             layer = node.layer
-            inputs = [self.values[id(t)] for t in node.inputs]
-            input_shapes = [tuple(a.shape) for a in inputs]
+            inputs = [self.values[id(t)] for t in node.data_inputs]
             if layer.output_is_view(self.training):
                 (tensor,) = node.outputs
                 view = inputs[0].reshape(_concrete(tensor.shape, self.batch_size))
@@ -249,10 +276,9 @@ class Plan:
                     storage_of[id(tensor)] = id(tensor)
                     readers_left[id(tensor)] = 1
                     outputs.append(array)
-                state = {
-                    name: self.device.zeros(shape, layer.dtype)
-                    for name, shape in layer.state_shapes(input_shapes, self.training).items()
-                }
+                state = layer.make_state(self.device, inputs, outputs, self.training)
+                if node.mask_input is not None:
+                    state["mask"] = self.values[id(node.mask_input)]
                 step = _Step(layer, inputs, outputs, state)
                 self._step_of[id(node)] = step
                 self.forward_steps.append(step)
@@ -268,13 +294,13 @@ class Plan:
             if readers_left[root] <= 0 and root not in pinned:
                 pool.release(self.values[root])
 
-    def _plan_backward(self):
+    def _plan_backward(self, input_grads):
         graph, pool = self.graph, _Pool(self.device)
-        requires_grad = {id(t): False for t in graph.inputs}
+        requires_grad = {id(t): input_grads for t in graph.inputs}
         for node in graph.nodes:
-            flows = bool(node.layer.trainable_weights) or any(requires_grad[id(t)] for t in node.inputs)
+            flows = bool(node.layer.trainable_weights) or any(requires_grad[id(t)] for t in node.data_inputs)
             for tensor in node.outputs:
-                requires_grad[id(tensor)] = flows
+                requires_grad[id(tensor)] = flows and not tensor.is_mask
 
         grads, written = {}, set()
         for tensor in graph.outputs:
@@ -283,6 +309,7 @@ class Plan:
             written.add(id(tensor))
         self.output_grads = [grads[id(t)] for t in graph.outputs]
         pinned = {id(t) for t in graph.outputs}
+        weights_written = set()
 
         for node in reversed(graph.nodes):
             (out_grads, free_after) = self._output_grads(node, grads, requires_grad)
@@ -299,10 +326,10 @@ class Plan:
                         pinned.add(id(source))
                 continue
             step = self._step_of.get(id(node)) or _Step(
-                layer, [self.values[id(t)] for t in node.inputs], [self.values[id(t)] for t in node.outputs], {}
+                layer, [self.values[id(t)] for t in node.data_inputs], [self.values[id(t)] for t in node.outputs], {}
             )
             input_grads, accumulate, scratches = [], [], []
-            for tensor in node.inputs:
+            for tensor in node.data_inputs:
                 if not requires_grad[id(tensor)]:
                     input_grads.append(None)
                     continue
@@ -317,20 +344,36 @@ class Plan:
                     scratches.append(scratch)
                     accumulate.append((_as_2d(grads[id(tensor)]), _as_2d(scratch)))
             step.output_grads, step.input_grads, step.accumulate = out_grads, input_grads, tuple(accumulate)
+            step.weight_scratch = self._weight_scratch(layer, weights_written)
             self.backward_steps.append(step)
             for scratch in scratches:
                 pool.release(scratch)
             for tensor_id in free_after:
                 if tensor_id not in pinned:
                     pool.release(grads[tensor_id])
+        self.input_grads = [grads.get(id(t)) for t in graph.inputs]
+
+    def _weight_scratch(self, layer, weights_written):
+        """Scratch gradients for the weights an earlier-planned node of the
+        same layer already writes (the first writer overwrites, later ones add)."""
+        scratch = []
+        for variable in layer.trainable_weights:
+            if id(variable) in weights_written:
+                scratch.append((variable, self.device.zeros(variable.shape, variable.dtype)))
+            weights_written.add(id(variable))
+        return tuple(scratch)
 
     def _output_grads(self, node, grads, requires_grad):
-        """The gradient buffers of a node's outputs, or None when no gradient
-        reaches it; also which of them may be reused once it has run."""
+        """The gradient buffers of a node's outputs (None for a mask), or None
+        when no gradient reaches it; also which of them may be reused once
+        it has run."""
         if not any(requires_grad[id(t)] for t in node.outputs):
             return None, ()
         out_grads, free_after = [], []
         for tensor in node.outputs:
+            if tensor.is_mask:
+                out_grads.append(None)
+                continue
             if id(tensor) not in grads:
                 grads[id(tensor)] = self.device.zeros(self.values[id(tensor)].shape, tensor.dtype)
             else:
@@ -350,6 +393,24 @@ class Plan:
         context = self.context
         add_into = context.ops.add_into
         for s in self.backward_steps:
-            s.layer.backward(context, s.inputs, s.outputs, s.state, s.output_grads, s.input_grads)
+            if s.weight_scratch:
+                self._backward_shared(context, s)
+            else:
+                s.layer.backward(context, s.inputs, s.outputs, s.state, s.output_grads, s.input_grads)
             for target, scratch in s.accumulate:
                 add_into(target, scratch)
+
+    @staticmethod
+    def _backward_shared(context, s):
+        """Run a shared layer's backward with its weight gradients pointed at
+        scratch buffers, then add them to the real ones."""
+        targets = [variable.grad for variable, _ in s.weight_scratch]
+        for variable, scratch in s.weight_scratch:
+            variable.grad = scratch
+        try:
+            s.layer.backward(context, s.inputs, s.outputs, s.state, s.output_grads, s.input_grads)
+        finally:
+            for (variable, _), target in zip(s.weight_scratch, targets):
+                variable.grad = target
+        for target, (_, scratch) in zip(targets, s.weight_scratch):
+            context.ops.add_into(target.reshape(1, -1), scratch.reshape(1, -1))

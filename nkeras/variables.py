@@ -25,6 +25,8 @@ class Variable:
         self.trainable = trainable
         self.grad = None
         self.device = None
+        # The model whose flat buffers hold the value (see Trainer._pack_weights).
+        self.owner = None
 
     @property
     def value(self):
@@ -56,14 +58,16 @@ class Variable:
         else:
             self.device.copy_from_host(value, self._value)
 
-    def bind(self, device, storage, grad=None):
+    def bind(self, device, storage, grad=None, owner=None):
         """Move the value into ``storage`` (a view of a flat buffer on
-        ``device``) and keep ``grad`` as its gradient view."""
+        ``device``) and keep ``grad`` as its gradient view; ``owner`` marks
+        whose buffers these are."""
         host = self.numpy()
         device.copy_from_host(host, storage)
         self._value = storage
         self.device = device
         self.grad = grad
+        self.owner = owner
 
     def __repr__(self):
         return f"<Variable name={self.name} shape={self.shape} dtype={self.dtype}>"

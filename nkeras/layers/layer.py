@@ -8,6 +8,10 @@ given, so one class serves every device:
 - ``compute_output_shape(input_shape)``: the output shape (batch dim None).
 - ``state_shapes(input_shapes, training)``: extra per-node buffers the plan
   allocates (a dropout mask, a pre-activation), by name.
+- masks of padded timesteps: ``supports_masking`` (pass the input's mask
+  on), ``reads_mask`` (the kernels get it as ``state["mask"]``, shape
+  (batch, timesteps), 1.0 keep and 0.0 padded), ``compute_mask`` and
+  ``output_mask_shape`` (a layer that computes a mask as an extra output).
 - ``forward(ctx, inputs, outputs, state)``: fill the preallocated outputs.
 - ``backward(ctx, inputs, outputs, state, output_grads, input_grads)``:
   write each ``input_grads[i]`` that is not None, and the gradients of the
@@ -41,12 +45,6 @@ def unique_name(base):
 def _snake_case(name):
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _is_symbolic(inputs):
-    if isinstance(inputs, KerasTensor):
-        return True
-    return isinstance(inputs, (list, tuple)) and len(inputs) > 0 and all(isinstance(t, KerasTensor) for t in inputs)
 
 
 class Layer:
@@ -133,59 +131,124 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def __call__(self, inputs, **kwargs):
+    def __call__(self, inputs, mask=None, training=None, **kwargs):
         if kwargs:
             raise TypeError(f"Layer '{self.name}': unexpected call argument(s) {sorted(kwargs)}")
-        if _is_symbolic(inputs):
-            return self._call_symbolic(inputs)
-        return self._call_eager(inputs)
+        if training is not None:
+            raise NotImplementedError(
+                f"Layer '{self.name}': the `training` call argument is not supported in nkeras; "
+                "fit runs layers in training mode, evaluate and predict in inference mode"
+            )
+        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        return self._call_layer(tensors, mask=mask, single=not isinstance(inputs, (list, tuple)))
 
-    def _call_symbolic(self, inputs):
-        tensors = [inputs] if isinstance(inputs, KerasTensor) else list(inputs)
-        shapes = tensors[0].shape if isinstance(inputs, KerasTensor) else [t.shape for t in tensors]
+    def _call_layer(self, tensors, mask=None, single=None):
+        """Call the layer on a list of tensors: symbolic KerasTensors record a
+        graph node, arrays run the forward now. ``mask`` overrides the mask
+        the first tensor carries (``reads_mask`` layers); ``single`` says
+        whether the layer sees one shape rather than a list (default: when
+        there is one tensor)."""
+        single = len(tensors) == 1 if single is None else single
+        if all(isinstance(t, KerasTensor) for t in tensors) and tensors:
+            return self._call_symbolic(tensors, mask, single)
+        if any(isinstance(t, KerasTensor) for t in tensors):
+            raise TypeError(f"Layer '{self.name}': cannot mix KerasTensors and arrays in one call")
+        return self._call_eager(tensors, mask, single)
+
+    def _build_and_check(self, shapes):
         if not self.built:
             self.build(shapes)
             self.built = True
         self.check_input_shape(shapes)
         output_shape = self.compute_output_shape(shapes)
-        multiple = isinstance(output_shape, list)
-        node = Node(self, tensors, output_shape if multiple else [output_shape])
-        return node.outputs if multiple else node.outputs[0]
+        return output_shape if isinstance(output_shape, list) else [output_shape], isinstance(output_shape, list)
+
+    def _check_mask_shape(self, mask_shape, data_shape):
+        expected = tuple(data_shape[:2])
+        if len(mask_shape) != 2 or tuple(mask_shape[1:]) != expected[1:]:
+            raise ValueError(
+                f"Layer '{self.name}': expected a mask of shape (batch, {expected[1] if len(expected) > 1 else '?'}) "
+                f"for an input of shape {tuple(data_shape)}, got a mask of shape {tuple(mask_shape)}"
+            )
+
+    def _call_symbolic(self, tensors, mask, single):
+        shapes = tensors[0].shape if single else [t.shape for t in tensors]
+        output_shapes, multiple = self._build_and_check(shapes)
+        input_mask = tensors[0]._keras_mask if mask is None else mask
+        if input_mask is not None and not (isinstance(input_mask, KerasTensor) and input_mask.is_mask):
+            if isinstance(input_mask, KerasTensor):
+                input_mask.is_mask = True
+            else:
+                raise TypeError(f"Layer '{self.name}': a symbolic call takes a KerasTensor mask, got {type(input_mask).__name__}")
+        mask_input = input_mask if self.reads_mask else None
+        if mask_input is not None:
+            self._check_mask_shape(mask_input.shape, tensors[0].shape)
+        made_mask_shape = self.output_mask_shape(shapes)
+        node = Node(
+            self, tensors, output_shapes + ([made_mask_shape] if made_mask_shape is not None else []),
+            mask_input=mask_input, makes_mask=made_mask_shape is not None,
+        )
+        outputs = node.outputs[: len(output_shapes)]
+        if made_mask_shape is not None:
+            outputs[0]._keras_mask = node.outputs[-1]
+        else:
+            output_mask = self.compute_mask(shapes, input_mask)
+            for tensor, tensor_mask in zip(outputs, output_mask if isinstance(output_mask, list) else [output_mask]):
+                tensor._keras_mask = tensor_mask
+        return outputs if multiple else outputs[0]
 
     def check_input_shape(self, input_shape):
         """Raise a clear ValueError when ``input_shape`` does not fit the built layer."""
 
-    def _call_eager(self, inputs):
+    def _call_eager(self, arrays, mask, single):
         from nkeras.backend import get_device
+        from nkeras.graph import ExecutionContext
 
-        arrays = [inputs] if not isinstance(inputs, (list, tuple)) else list(inputs)
         try:
             arrays = [np.ascontiguousarray(a, dtype=self.dtype) for a in arrays]
         except (TypeError, ValueError) as error:
             raise TypeError(f"Layer '{self.name}': expected numeric arrays or KerasTensors, got {error}") from None
         shapes = [(None,) + a.shape[1:] for a in arrays]
-        shape_arg = shapes[0] if len(arrays) == 1 else shapes
-        if not self.built:
-            self.build(shape_arg)
-            self.built = True
-        self.check_input_shape(shape_arg)
-        output_shape = self.compute_output_shape(shape_arg)
-        multiple = isinstance(output_shape, list)
+        output_shapes, multiple = self._build_and_check(shapes[0] if single else shapes)
         batch = arrays[0].shape[0]
-        outputs = [np.empty((batch,) + tuple(s[1:]), self.dtype) for s in (output_shape if multiple else [output_shape])]
+        made_mask_shape = self.output_mask_shape(shapes[0] if single else shapes)
+        all_shapes = output_shapes + ([made_mask_shape] if made_mask_shape is not None else [])
+        outputs = [np.empty((batch,) + tuple(s[1:]), self.dtype) for s in all_shapes]
         if self.output_is_view(False):
             outputs = [arrays[0].reshape(outputs[0].shape).copy()]
         else:
-            from nkeras.graph import ExecutionContext
-
             # Run where the weights live (a compiled model may hold them on a GPU).
-            device = next((w.device for w in self._weights if w.device is not None), None) or get_device("cpu")
+            device = next((w.device for w in self.weights if w.device is not None), None) or get_device("cpu")
             context = ExecutionContext(device, training=False)
-            state = {k: device.zeros(s, self.dtype) for k, s in self.state_shapes([a.shape for a in arrays], False).items()}
+            placed_inputs = [device.to_device(a) for a in arrays]
             placed = [device.empty(o.shape, o.dtype) for o in outputs]
-            self.forward(context, [device.to_device(a) for a in arrays], placed, state)
+            state = self.make_state(device, placed_inputs, placed, False)
+            if mask is not None and self.reads_mask:
+                mask = np.ascontiguousarray(mask, dtype=self.dtype)
+                self._check_mask_shape(mask.shape, arrays[0].shape)
+                if mask.shape[0] != batch:
+                    raise ValueError(f"Layer '{self.name}': the mask has {mask.shape[0]} rows, the input {batch}")
+                state["mask"] = device.to_device(mask)
+            self.forward(context, placed_inputs, placed, state)
             outputs = [device.to_host(o) for o in placed]
+        outputs = outputs[: len(output_shapes)]
         return outputs if multiple else outputs[0]
+
+    # ---- masks -----------------------------------------------------------
+
+    # True: the output carries the first input's mask unchanged.
+    supports_masking = False
+    # True: the layer's kernels read the mask of padded steps as state["mask"].
+    reads_mask = False
+
+    def compute_mask(self, input_shape, mask):
+        """The mask of the output (a KerasTensor or None) given the input's."""
+        return mask if self.supports_masking else None
+
+    def output_mask_shape(self, input_shape):
+        """The shape of the mask this layer computes as an extra output, or
+        None when it computes none (Embedding with mask_zero, Masking)."""
+        return None
 
     # ---- execution contract ------------------------------------------------
 
@@ -194,6 +257,14 @@ class Layer:
 
     def state_shapes(self, input_shapes, training):
         return {}
+
+    def make_state(self, device, inputs, outputs, training):
+        """The per-node state the plan keeps for this layer: by default a
+        zero-filled buffer per ``state_shapes`` entry."""
+        return {
+            name: device.zeros(shape, self.dtype)
+            for name, shape in self.state_shapes([tuple(a.shape) for a in inputs], training).items()
+        }
 
     def forward(self, ctx, inputs, outputs, state):
         raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) has no forward kernel")

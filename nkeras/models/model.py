@@ -4,11 +4,15 @@ import numpy as np
 
 from nkeras import config
 from nkeras.backend import get_device
-from nkeras.graph import Graph, KerasTensor
-from nkeras.layers.layer import unique_name
+from nkeras.graph import Graph, KerasTensor, Plan
+from nkeras.layers.layer import Layer, unique_name
 from nkeras.models.summary import print_summary
 from nkeras.models.trainer import Trainer
 from nkeras.saving import saving_lib
+
+
+def _rows(array):
+    return array.reshape(tuple(array.shape)[0], -1)
 
 
 def _tensor_list(value, what):
@@ -19,8 +23,12 @@ def _tensor_list(value, what):
     return tensors
 
 
-class Model(Trainer):
+class Model(Trainer, Layer):
     """A functional model: ``Model(inputs, outputs)``.
+
+    A model is also a layer: calling it on tensors of another graph nests it
+    there (its weights train with the outer model's), and calling it on
+    arrays returns its outputs.
 
     Args:
         inputs: a KerasTensor from ``keras.Input``, or a list or dict of them.
@@ -34,11 +42,19 @@ class Model(Trainer):
                 "Model(inputs, outputs): nkeras models are built from symbolic tensors "
                 "(subclassed models with a Python call() have no kernels to run)"
             )
-        self.name = name or unique_name(self._default_name)
-        self.trainable = trainable
+        self._init_model(name, trainable)
+        self._single_input = not isinstance(inputs, (list, tuple, dict))
+        self._single_output = not isinstance(outputs, (list, tuple, dict))
         self._init_graph(_tensor_list(inputs, "inputs"), _tensor_list(outputs, "outputs"))
 
     _default_name = "functional"
+
+    def _init_model(self, name, trainable):
+        self.name = name or unique_name(self._default_name)
+        self.trainable = trainable
+        self.built = False
+        self._inbound_nodes = []
+        self._input_shape_arg = None
 
     def _init_graph(self, inputs, outputs):
         self.inputs = inputs
@@ -46,6 +62,7 @@ class Model(Trainer):
         self._graph = Graph(inputs, outputs)
         self._device = get_device()
         self._dtype = np.dtype(config.floatx())
+        self.dtype = self._dtype
         self._plans = {}
         self.built = True
         self.stop_training = False
@@ -64,6 +81,16 @@ class Model(Trainer):
     @property
     def layers(self):
         return self._graph.layers
+
+    @property
+    def input(self):
+        """The model's input tensor (a list when it has several)."""
+        return self.inputs[0] if len(self.inputs) == 1 else list(self.inputs)
+
+    @property
+    def output(self):
+        """The model's output tensor (a list when it has several)."""
+        return self.outputs[0] if len(self.outputs) == 1 else list(self.outputs)
 
     @property
     def input_names(self):
@@ -133,6 +160,51 @@ class Model(Trainer):
     def summary(self, line_length=None, positions=None, print_fn=None):
         """Print a Keras-style table of the layers, output shapes and parameter counts."""
         print_summary(self, line_length=line_length, print_fn=print_fn)
+
+    # ---- as a layer of another model ----------------------------------------
+
+    def build(self, input_shape):
+        """A model is built from its graph; nothing to create."""
+
+    def check_input_shape(self, input_shape):
+        shapes = [input_shape] if self._single_input else list(input_shape)
+        expected = [t.shape for t in self.inputs]
+        if len(shapes) != len(expected) or any(tuple(a[1:]) != tuple(b[1:]) for a, b in zip(shapes, expected)):
+            raise ValueError(
+                f"Model '{self.name}' expects inputs of shape {expected[0] if self._single_input else expected}, "
+                f"got {input_shape}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if self._single_output else shapes
+
+    def make_state(self, device, inputs, outputs, training):
+        """The model's own plan, reading the caller's input buffers."""
+        rows = tuple(inputs[0].shape)[0]
+        plan = Plan(self._graph, rows, device, training, input_arrays=inputs, input_grads=training)
+        state = {"plan": plan}
+        if training:
+            state["zero_grads"] = [
+                device.zeros(tuple(a.shape), a.dtype) if grad is None else None
+                for a, grad in zip(inputs, plan.input_grads)
+            ]
+        return state
+
+    def forward(self, ctx, inputs, outputs, state):
+        plan = state["plan"]
+        plan.forward(ctx.step)
+        for target, result in zip(outputs, plan.output_buffers):
+            ctx.ops.copy_into(_rows(target), _rows(result))
+
+    def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
+        plan = state["plan"]
+        for target, grad in zip(plan.output_grads, output_grads):
+            ctx.ops.copy_into(_rows(target), _rows(grad))
+        plan.backward()
+        for target, grad, zeros in zip(input_grads, plan.input_grads, state["zero_grads"]):
+            if target is not None:
+                ctx.ops.copy_into(_rows(target), _rows(zeros if grad is None else grad))
 
     # ---- saving ----------------------------------------------------------
 

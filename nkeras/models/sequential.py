@@ -3,7 +3,7 @@
 import numpy as np
 
 from nkeras.graph import KerasTensor
-from nkeras.layers.layer import Input, InputLayer, Layer, unique_name
+from nkeras.layers.layer import Input, InputLayer, Layer
 from nkeras.models.model import Model
 
 
@@ -21,11 +21,10 @@ class Sequential(Model):
     _default_name = "sequential"
 
     def __init__(self, layers=None, trainable=True, name=None):
-        self.name = name or unique_name(self._default_name)
-        self.trainable = trainable
+        self._init_model(name, trainable)
+        self._single_input = self._single_output = True
         self._stack = []
         self._input = None
-        self.built = False
         self.stop_training = False
         self.history = None
         for layer in layers or []:

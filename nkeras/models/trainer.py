@@ -207,7 +207,8 @@ class Trainer:
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         for variable, start, size in zip(variables + frozen, offsets, sizes):
             variable.bind(
-                device, params[start:start + size].reshape(variable.shape), grads[start:start + size].reshape(variable.shape)
+                device, params[start:start + size].reshape(variable.shape), grads[start:start + size].reshape(variable.shape),
+                owner=self,
             )
         trainable_size = int(offsets[len(variables)])
         self._params = params[:trainable_size]
@@ -215,6 +216,13 @@ class Trainer:
         if self.compiled:
             self.optimizer.build(device, self._params, offsets[: len(variables) + 1])
         self._plans = {}
+
+    def _claim_weights(self):
+        """Pack the weights into this model's buffers again when another
+        model sharing layers with it (a feature extractor, an outer model
+        this one is nested in) has packed them into its own since."""
+        if any(variable.owner is not self for variable in self.weights):
+            self._pack_weights()
 
     # ---- metrics ---------------------------------------------------------
 
@@ -276,9 +284,11 @@ class Trainer:
             if y is not None or sample_weight is not None:
                 raise ValueError("When x is a PyDataset or a generator, y and sample_weight come from it; pass x alone")
             self._ensure_built(None)
+            self._claim_weights()
             self._follow_device_scope()
             return StreamData(x, self.inputs, self.outputs, self._dtype, steps)
         self._ensure_built(x)
+        self._claim_weights()
         self._follow_device_scope()
         xs = to_array_list(x, self.inputs, "inputs", self._dtype)
         for tensor, array in zip(self.inputs, xs):
