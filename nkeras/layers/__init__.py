@@ -5,6 +5,24 @@ from nkeras.layers.convolutional import Conv1D, Conv2D, Conv2DTranspose
 from nkeras.layers.core import Activation, Dense, Dropout
 from nkeras.layers.depthwise_convolutional import DepthwiseConv2D, SeparableConv2D
 from nkeras.layers.layer import Input, InputLayer, Layer
+from nkeras.layers.merging import (
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from nkeras.layers.normalization import BatchNormalization, LayerNormalization
 from nkeras.layers.pooling import (
     AveragePooling1D,
@@ -46,4 +64,7 @@ __all__ = [
     # Keras's short names for the pooling layers
     "AvgPool1D", "AvgPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
     "MaxPool1D", "MaxPool2D",
+    # merge layers and their functional forms
+    "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract",
+    "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract",
 ]
