@@ -245,7 +245,9 @@ class Plan:
             shape = _concrete(tensor.shape, self.batch_size)
             given = None if input_arrays is None else input_arrays[k]
             self.values[id(tensor)] = self.device.empty(shape, tensor.dtype) if given is None else given.reshape(shape)
+        output_masks = [t._keras_mask for t in graph.outputs]
         pinned = {id(t) for t in graph.inputs} | {id(t) for t in graph.outputs}
+        pinned |= {id(m) for m in output_masks if m is not None}
         last_reader = {}
         for index, node in enumerate(graph.nodes):
             for tensor in node.inputs:
@@ -284,6 +286,8 @@ class Plan:
                 self.forward_steps.append(step)
             if not self.training:
                 self._release_dead_inputs(node, index, last_reader, storage_of, readers_left, pinned, pool)
+        # The masks of padded steps that travel with the outputs weight their losses.
+        self.output_masks = [None if m is None else self.values.get(id(m)) for m in output_masks]
 
     def _release_dead_inputs(self, node, index, last_reader, storage_of, readers_left, pinned, pool):
         for tensor in {id(t): t for t in node.inputs}.values():

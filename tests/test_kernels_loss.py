@@ -232,3 +232,14 @@ def test_cuda_matches_cpu(case, dtype, rng):
     # A GPU's exp and log may differ from the CPU's in the last bit.
     tolerance = {"rtol": 1e-6, "atol": 1e-9} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-15}
     np.testing.assert_allclose(cuda_grad, cpu_grad, **tolerance)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 300])
+def test_masked_row_weights_give_a_mean_over_the_unmasked_rows(ops, rows, rng):
+    mask = (rng.random(rows) < 0.6).astype(np.float64)
+    mask[0] = 1.0
+    weights = rng.random(rows) + 0.5
+    out = np.full(rows, np.nan)
+    ops.masked_row_weights(mask, weights, 1e-7, out)
+    expected = weights * mask * rows / (mask.sum() + 1e-7)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)

@@ -298,3 +298,20 @@ def kl_divergence(y_true, y_pred, sample_weight, epsilon, scale, grad, loss_sum)
     for i in range(y_pred.shape[0]):
         total += _kld_row(y_true, y_pred, sample_weight, i, epsilon, scale, grad)
     loss_sum[0] = total
+
+
+@njit(cache=True, error_model="numpy")
+def masked_row_weights(mask, weights, epsilon, out):
+    """Keras's masked loss weights: ``out[i] = weights[i] * mask[i] * n /
+    (sum(mask) + epsilon)`` over the ``n`` rows, so a weighted mean over the
+    rows becomes a mean over the unmasked ones.
+
+    mask, weights, out: (rows,).
+    """
+    rows = mask.shape[0]
+    valid = 0.0
+    for i in range(rows):
+        valid += mask[i]
+    factor = rows / (valid + epsilon)
+    for i in range(rows):
+        out[i] = weights[i] * mask[i] * factor

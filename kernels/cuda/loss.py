@@ -179,3 +179,23 @@ def sparse_categorical_crossentropy(y_true, y_pred, sample_weight, from_logits, 
 def kl_divergence(y_true, y_pred, sample_weight, epsilon, scale, grad, loss_sum):
     """As the CPU twin: ``loss_i = sum_j t log(t / p)``."""
     _kl_divergence[1, THREADS](y_true, y_pred, sample_weight, epsilon, scale, grad, loss_sum)
+
+
+@cuda.jit(cache=True)
+def _masked_row_weights(mask, weights, epsilon, out):
+    partial = cuda.shared.array((1, THREADS), numba.float64)
+    thread = cuda.threadIdx.x
+    rows = mask.shape[0]
+    valid = 0.0
+    for i in range(thread, rows, THREADS):
+        valid += mask[i]
+    partial[0, thread] = valid
+    _block_sums(partial)
+    cuda.syncthreads()
+    factor = rows / (partial[0, 0] + epsilon)
+    for i in range(thread, rows, THREADS):
+        out[i] = weights[i] * mask[i] * factor
+
+
+def masked_row_weights(mask, weights, epsilon, out):
+    _masked_row_weights[1, THREADS](mask, weights, epsilon, out)

@@ -40,6 +40,8 @@ class PReLU(Layer):
             an image.
     """
 
+    supports_masking = True
+
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
                  **kwargs):
         super().__init__(**kwargs)

@@ -68,6 +68,8 @@ class BatchNormalization(_AffineNormalization):
         moving_variance_initializer: initializer of the moving variance ("ones").
     """
 
+    supports_masking = True
+
     def __init__(
         self,
         axis=-1,
@@ -185,6 +187,8 @@ class LayerNormalization(_AffineNormalization):
         beta_initializer: initializer of ``beta`` ("zeros").
         gamma_initializer: initializer of ``gamma`` ("ones").
     """
+
+    supports_masking = True
 
     def __init__(
         self,

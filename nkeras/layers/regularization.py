@@ -54,6 +54,8 @@ class SpatialDropout1D(_SpatialDropout):
         seed: optional integer seed (drawn from the global stream otherwise).
     """
 
+    supports_masking = True
+
     _rank = 1
 
 

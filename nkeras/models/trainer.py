@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from nkeras import backend
+from nkeras import backend, config
 from nkeras import callbacks as callbacks_module
 from nkeras import losses as losses_module
 from nkeras import metrics as metrics_module
@@ -45,6 +45,7 @@ class _BoundPlan:
         self.weighted = False
         self.outputs = []
         self.expand = []
+        self.masks = []
         for k, pred in enumerate(self.plan.output_buffers):
             binding = _OutputBinding()
             binding.loss = model._losses[k]
@@ -63,6 +64,14 @@ class _BoundPlan:
                 binding.ones = device.to_device(np.ones(binding.rows, dtype))
                 repeat = device.to_device(np.repeat(np.arange(rows, dtype=np.int64), binding.rows // rows))
                 self.expand.append((repeat, binding.sample_weight.reshape(binding.rows, 1)))
+            mask = self.plan.output_masks[k]
+            if mask is not None and mask.size == binding.rows:
+                # Padded steps count for nothing, as in Keras: the loss is a
+                # mean over the unmasked rows.
+                masked = device.empty(binding.rows, dtype)
+                self.masks.append((mask.reshape(binding.rows), binding.sample_weight, masked))
+                binding.sample_weight = masked
+                binding.ones = mask.reshape(binding.rows)
             grad = self.plan.output_grads[k] if training else device.empty(pred.shape, dtype)
             binding.grad = grad.reshape(binding.rows, cols)
             binding.loss_sum = device.zeros(1, np.float64)
@@ -404,6 +413,8 @@ class Trainer:
     def _loss_step(self, ops, bound):
         """Run each output's loss kernel and add its value to the loss
         trackers on the device (the total loss counts the batch once)."""
+        for mask, weights, masked in bound.masks:
+            ops.masked_row_weights(mask, weights, config.epsilon(), masked)
         trackers = self._loss_trackers
         rows = bound.rows
         count = rows
