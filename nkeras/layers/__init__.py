@@ -47,6 +47,8 @@ from nkeras.layers.reshaping import (
     Cropping1D,
     Cropping2D,
     Flatten,
+    Permute,
+    RepeatVector,
     Reshape,
     UpSampling1D,
     UpSampling2D,
@@ -67,4 +69,5 @@ __all__ = [
     # merge layers and their functional forms
     "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract",
     "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract",
+    "Permute", "RepeatVector",
 ]

@@ -1,7 +1,8 @@
 """Flatten and Reshape, views of their input with no kernel on the hot path;
 zero padding, cropping and upsampling of 1-D and 2-D inputs (channels_last),
 which run the NHWC spatial kernels (1-D inputs as ``(batch, 1, steps,
-channels)`` views)."""
+channels)`` views); RepeatVector and Permute, which run merge-family
+kernels."""
 
 import math
 
@@ -312,3 +313,94 @@ class UpSampling2D(Layer):
             **super().get_config(), "size": self.size, "data_format": self.data_format,
             "interpolation": self.interpolation,
         }
+
+
+class RepeatVector(Layer):
+    """Repeats a ``(batch, features)`` input ``n`` times along a new axis 1:
+    the output is ``(batch, n, features)``.
+
+    Args:
+        n: positive int, the repeat count.
+    """
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise ValueError(f"RepeatVector '{self.name}': n must be a positive integer, got {n!r}")
+        self.n = int(n)
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(
+                f"RepeatVector '{self.name}': expected an input of rank 2 (batch, features), got shape {input_shape}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n, input_shape[1])
+
+    def forward(self, ctx, inputs, outputs, state):
+        ctx.ops.repeat_vector_forward(inputs[0], outputs[0])
+
+    def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
+        if input_grads[0] is not None:
+            ctx.ops.repeat_vector_backward(output_grads[0], input_grads[0])
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}
+
+
+# Permute's kernel works on five-dimensional views: the batch and four axes.
+_PERMUTED_AXES = 4
+
+
+class Permute(Layer):
+    """Permutes the non-batch axes: output axis ``k`` (counting from 1) is
+    input axis ``dims[k - 1]``.
+
+    Args:
+        dims: a permutation of ``1, ..., rank - 1`` (at most four axes).
+    """
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError(
+                f"Permute '{self.name}': dims must be a permutation of 1, ..., {len(dims)} (the set of axes must be "
+                f"consecutive and start from 1), got {dims}"
+            )
+        if len(dims) > _PERMUTED_AXES:
+            raise NotImplementedError(f"Layer '{self.name}': nkeras permutes at most {_PERMUTED_AXES} axes, got {dims}")
+        self.dims = tuple(int(d) for d in dims)
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) != len(self.dims) + 1:
+            raise ValueError(
+                f"Permute '{self.name}': dims {self.dims} need an input of rank {len(self.dims) + 1}, "
+                f"got shape {input_shape}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(input_shape[d] for d in self.dims)
+
+    @staticmethod
+    def _five_dimensional(array):
+        return array.reshape(tuple(array.shape) + (1,) * (_PERMUTED_AXES + 1 - array.ndim))
+
+    def _axes(self, dims):
+        return dims + tuple(range(len(dims) + 1, _PERMUTED_AXES + 1))
+
+    def forward(self, ctx, inputs, outputs, state):
+        ctx.ops.permute_axes(
+            self._five_dimensional(inputs[0]), *self._axes(self.dims), self._five_dimensional(outputs[0])
+        )
+
+    def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
+        if input_grads[0] is not None:
+            inverse = tuple(self.dims.index(axis) + 1 for axis in range(1, len(self.dims) + 1))
+            ctx.ops.permute_axes(
+                self._five_dimensional(output_grads[0]), *self._axes(inverse), self._five_dimensional(input_grads[0])
+            )
+
+    def get_config(self):
+        return {**super().get_config(), "dims": self.dims}
