@@ -58,6 +58,8 @@ class Node:
         self.inputs = list(inputs) + ([mask_input] if mask_input is not None else [])
         self.data_inputs = list(inputs)
         self.mask_input = mask_input
+        # Whether the layer was called on one tensor rather than a list.
+        self.single_input = len(self.data_inputs) == 1
         suffix = f"_{len(layer._inbound_nodes)}" if layer._inbound_nodes else ""
         self.outputs = [
             KerasTensor(shape, layer.dtype, f"{layer.name}{suffix}" + (f"_{i}" if len(output_shapes) > 1 else ""), self)

@@ -188,6 +188,7 @@ class Layer:
             self, tensors, output_shapes + ([made_mask_shape] if made_mask_shape is not None else []),
             mask_input=mask_input, makes_mask=made_mask_shape is not None,
         )
+        node.single_input = single
         outputs = node.outputs[: len(output_shapes)]
         if made_mask_shape is not None:
             outputs[0]._keras_mask = node.outputs[-1]
@@ -233,6 +234,13 @@ class Layer:
             outputs = [device.to_host(o) for o in placed]
         outputs = outputs[: len(output_shapes)]
         return outputs if multiple else outputs[0]
+
+    def call_arguments(self, node):
+        """The positional and keyword arguments of the call that made
+        ``node`` (KerasTensors and plain values), as model files record them.
+        Layers whose ``__call__`` takes more than the input override it."""
+        tensors = node.data_inputs
+        return ([tensors[0]] if node.single_input else [list(tensors)]), {}
 
     # ---- masks -----------------------------------------------------------
 

@@ -11,6 +11,7 @@ names their groups in the weights file (``weight_keys``).
 
 import re
 
+from nkeras.graph import KerasTensor
 from nkeras.saving.serialization import (
     _Budget,
     _short,
@@ -148,11 +149,7 @@ def _functional_config(model):
             node_index[id(node)] = index
         entry = _layer_entry(layer)
         entry["name"] = layer.name
-        entry["inbound_nodes"] = [
-            {"args": [_tensor_arg(node.inputs[0], node_index) if len(node.inputs) == 1
-                      else [_tensor_arg(t, node_index) for t in node.inputs]], "kwargs": {}}
-            for node in own if node.inputs
-        ]
+        entry["inbound_nodes"] = [_node_entry(node, node_index) for node in own if node.inputs]
         layers.append(entry)
 
     def refs(tensors):
@@ -167,6 +164,17 @@ def _functional_config(model):
         "module": "keras.src.models.functional", "class_name": "Functional", "config": config,
         "registered_name": "Functional", "build_config": {"input_shape": None},
     }
+
+
+def _node_entry(node, node_index):
+    args, kwargs = node.layer.call_arguments(node)
+
+    def write(value):
+        if isinstance(value, (list, tuple)):
+            return [write(item) for item in value]
+        return _tensor_arg(value, node_index) if isinstance(value, KerasTensor) else value
+
+    return {"args": write(list(args)), "kwargs": {key: write(value) for key, value in kwargs.items()}}
 
 
 def _tensor_arg(tensor, node_index):
@@ -259,16 +267,32 @@ def _tensor_reference(arg, filename):
     raise ValueError(f"{filename}: a layer call argument must be a tensor, got {_short(arg)}")
 
 
-def _node_inputs(node, filename, layer_name):
-    if not isinstance(node, dict) or not isinstance(node.get("args"), list) or len(node["args"]) != 1:
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _node_call(node, filename, layer_name):
+    """A saved call's arguments, with tensors as references: ``(args,
+    kwargs, references)``."""
+    if not isinstance(node, dict) or not isinstance(node.get("args"), list) or not node["args"]:
         raise ValueError(f"{filename}: layer {layer_name!r} has a call node nkeras cannot rebuild: {_short(node)}")
     kwargs = node.get("kwargs") or {}
-    if not isinstance(kwargs, dict) or any(value is not None for value in kwargs.values()):
-        raise ValueError(f"{filename}: layer {layer_name!r} is called with arguments nkeras does not support: {_short(kwargs)}")
-    arg = node["args"][0]
-    if isinstance(arg, list):
-        return [_tensor_reference(item, filename) for item in arg], True
-    return [_tensor_reference(arg, filename)], False
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{filename}: layer {layer_name!r} has call keyword arguments that are not an object: {_short(kwargs)}")
+    references = []
+
+    def read(value, depth=0):
+        if isinstance(value, dict):
+            references.append(_tensor_reference(value, filename))
+            return references[-1]
+        if isinstance(value, list) and depth < 2:
+            return [read(item, depth + 1) for item in value]
+        if isinstance(value, _PLAIN):
+            return value
+        raise ValueError(f"{filename}: layer {layer_name!r} is called with an argument nkeras cannot rebuild: {_short(value)}")
+
+    args = [read(arg) for arg in node["args"]]
+    kwargs = {str(key): read(value) for key, value in kwargs.items()}
+    return args, kwargs, references
 
 
 def _functional_from_config(config, layers, custom_objects, budget, filename):
@@ -287,7 +311,7 @@ def _functional_from_config(config, layers, custom_objects, budget, filename):
         if isinstance(layer, InputLayer):
             continue
         for node in nodes:
-            calls.append((layer, *_node_inputs(node, filename, layer.name)))
+            calls.append((layer, *_node_call(node, filename, layer.name)))
     outputs = {(name, 0): layer._inbound_nodes[0].outputs for name, layer in created.items()
                if isinstance(layer, InputLayer)}
     _run_calls(calls, outputs, filename)
@@ -311,12 +335,12 @@ def _run_calls(calls, outputs, filename):
     the calls); a layer's calls run in their listed order, so node indices
     match the file's."""
     keys, counts = [], {}
-    for layer, _, _ in calls:
+    for layer, _, _, _ in calls:
         keys.append((layer.name, counts.get(layer.name, 0)))
         counts[layer.name] = counts.get(layer.name, 0) + 1
     position = {key: i for i, key in enumerate(keys)}
     waiting_on, dependents = [], {}
-    for i, ((name, node), (_, refs, _)) in enumerate(zip(keys, calls)):
+    for i, ((name, node), (_, _, _, refs)) in enumerate(zip(keys, calls)):
         needs = {(ref[0], ref[1]) for ref in refs if (ref[0], ref[1]) not in outputs}
         if node > 0:
             needs.add((name, node - 1))
@@ -330,10 +354,15 @@ def _run_calls(calls, outputs, filename):
     done = 0
     while ready:
         i = ready.pop()
-        layer, refs, as_list = calls[i]
-        tensors = [_output(outputs, ref, filename) for ref in refs]
+        layer, args, kwargs, _ = calls[i]
+
+        def resolve(value):
+            if isinstance(value, tuple):
+                return _output(outputs, value, filename)
+            return [resolve(item) for item in value] if isinstance(value, list) else value
+
         try:
-            result = layer(tensors if as_list else tensors[0])
+            result = layer(*[resolve(arg) for arg in args], **{key: resolve(value) for key, value in kwargs.items()})
         except (TypeError, ValueError, NotImplementedError, MemoryError) as error:
             raise ValueError(f"{filename}: cannot call layer {layer.name!r} on its inputs: {error}") from error
         outputs[keys[i]] = result if isinstance(result, list) else [result]
