@@ -17,6 +17,7 @@ from nkeras import (
     models,
     optimizers,
     saving,
+    testing,
     utils,
 )
 from nkeras.backend import device
@@ -27,5 +28,5 @@ from nkeras.version import __version__
 
 __all__ = [
     "__version__", "activations", "backend", "callbacks", "config", "datasets", "device", "initializers", "layers",
-    "losses", "metrics", "models", "optimizers", "saving", "utils", "Input", "Model", "Sequential", "Variable",
+    "losses", "metrics", "models", "optimizers", "saving", "testing", "utils", "Input", "Model", "Sequential", "Variable",
 ]

@@ -107,10 +107,18 @@ def _kernel_arrays(y_true, y_pred, sample_weight, sparse, dtype, owner, elementw
 class Loss:
     """Base class of losses.
 
-    A subclass names its kernel in ``kernel`` (an op of the device's kernel
-    set) and returns the kernel's extra parameters from ``_kernel_params``;
-    or it overrides ``compute``. Plain Python loss functions cannot run
-    inside the compiled training step.
+    A subclass computes its loss and gradient in one of three ways:
+
+    - it names its kernel in ``kernel`` (an op of the device's kernel set)
+      and returns the kernel's extra parameters from ``_kernel_params``
+      (the built-in losses);
+    - it overrides ``compute`` (its own Numba kernels, on any device);
+    - it defines ``forward(y_true, y_pred)`` and ``backward(y_true,
+      y_pred)`` in NumPy (CPU only); the base applies the sample weights
+      and the scale and sums the losses.
+
+    Plain Python loss functions have no gradient, so they cannot train;
+    docs/custom_layers.md shows the three ways.
 
     Args:
         name: the loss' name.
@@ -149,11 +157,51 @@ class Loss:
             scale: float multiplying the gradient (see ``batch_scale``).
             grad: (rows, cols) output; loss_sum: float64 (1,) output.
         """
-        if self.kernel is None:
-            raise NotImplementedError(
-                f"{type(self).__name__} has no kernel: a Loss subclass must set `kernel` or override `compute`"
+        if self.kernel is not None:
+            getattr(ops, self.kernel)(y_true, y_pred, sample_weight, *self._kernel_params(), scale, grad, loss_sum)
+            return
+        check_computable(self)
+        owner = f"Loss '{self.name}' ({type(self).__name__})"
+        on_host = isinstance(grad, np.ndarray)  # a GPU's arrays are numba device arrays
+        if not on_host:
+            raise RuntimeError(
+                f"{owner} is written in NumPy (forward/backward), which runs only on the CPU, but the model is on a "
+                "GPU. Train it on the CPU (`with keras.device('cpu'):` around building the model) or override "
+                f"`compute` with kernels for both devices; see {_CUSTOM_DOCS}"
             )
-        getattr(ops, self.kernel)(y_true, y_pred, sample_weight, *self._kernel_params(), scale, grad, loss_sum)
+        rows = y_pred.shape[0]
+        values = np.asarray(self.forward(y_true, y_pred), np.float64)
+        if values.shape != (rows,):
+            raise ValueError(
+                f"{owner}: forward(y_true, y_pred) must return one loss per row, shape ({rows},), got shape {values.shape}"
+            )
+        gradient = np.asarray(self.backward(y_true, y_pred))
+        if gradient.shape != y_pred.shape:
+            raise ValueError(
+                f"{owner}: backward(y_true, y_pred) must return d loss / d y_pred of shape {y_pred.shape}, "
+                f"got shape {gradient.shape}"
+            )
+        loss_sum[0] = np.dot(np.asarray(sample_weight, np.float64), values)
+        np.multiply(gradient, (scale * np.asarray(sample_weight))[:, None], out=grad)
+
+    def forward(self, y_true, y_pred):
+        """The loss of each row, for a loss written in NumPy.
+
+        Args:
+            y_true: (rows, cols) targets, or (rows,) class ids when
+                ``sparse_labels`` is True.
+            y_pred: (rows, cols) predictions; a sample with more axes
+                contributes one row per position of its leading axes.
+
+        Returns:
+            an array of shape (rows,).
+        """
+        raise NotImplementedError(f"{type(self).__name__} defines no forward(y_true, y_pred); see {_CUSTOM_DOCS}")
+
+    def backward(self, y_true, y_pred):
+        """``d loss_i / d y_pred[i, j]`` for a loss written in NumPy: an array
+        shaped like ``y_pred`` (the same arguments as ``forward``)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no backward(y_true, y_pred); see {_CUSTOM_DOCS}")
 
     def batch_scale(self, rows):
         """The factor turning a batch's weighted loss sum into its loss, per
@@ -168,8 +216,15 @@ class Loss:
         )
 
     def call(self, y_true, y_pred):
-        """Per-sample losses as a NumPy array (used for reduction=None)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement per-sample losses (`call`)")
+        """Per-sample losses as a NumPy array (used for reduction=None); from
+        ``forward`` for a loss written in NumPy."""
+        check_computable(self)
+        if not _overrides(self, "forward"):
+            raise NotImplementedError(f"{type(self).__name__} does not implement per-sample losses (`call`)")
+        labels, preds, _, values_shape = _kernel_arrays(
+            y_true, y_pred, None, self.sparse_labels, self._dtype, f"Loss '{self.name}'"
+        )
+        return np.asarray(self.forward(labels, preds)).reshape(values_shape)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """The reduced loss as a Python float (a per-sample NumPy array when
@@ -196,6 +251,35 @@ class Loss:
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+_CUSTOM_DOCS = "docs/custom_layers.md"
+
+
+def _overrides(loss, method):
+    return getattr(type(loss), method) is not getattr(Loss, method)
+
+
+def check_computable(loss):
+    """Raise NotImplementedError, pointing to docs/custom_layers.md, when a
+    Loss subclass has no way to compute its gradient: no ``kernel``, no
+    ``compute`` of its own, and not both ``forward`` and ``backward``."""
+    if loss.kernel is not None or _overrides(loss, "compute"):
+        return
+    has_forward, has_backward = _overrides(loss, "forward"), _overrides(loss, "backward")
+    if has_forward and has_backward:
+        return
+    owner = f"Loss '{loss.name}' ({type(loss).__name__})"
+    if has_forward or has_backward:
+        missing = "backward" if has_forward else "forward"
+        raise NotImplementedError(f"{owner} defines {'forward' if has_forward else 'backward'} but not {missing}; "
+                                  f"nkeras needs both (see {_CUSTOM_DOCS})")
+    keras_call = " defines Keras's call(), which has no gradient in nkeras; it" if _overrides(loss, "call") else ""
+    raise NotImplementedError(
+        f"{owner}{keras_call} needs forward(y_true, y_pred) returning the loss of each row and "
+        f"backward(y_true, y_pred) returning d loss / d y_pred, both in NumPy, or a `compute` with its own "
+        f"kernels; see {_CUSTOM_DOCS}"
+    )
 
 
 def _check_axis(axis, owner):
@@ -538,10 +622,15 @@ def get(identifier):
             "mse"), a Loss instance (returned as is), a Loss subclass, one
             of this module's loss functions, a config dict, or None (None).
     """
-    if identifier is None or isinstance(identifier, Loss):
+    if identifier is None:
+        return identifier
+    if isinstance(identifier, Loss):
+        check_computable(identifier)
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Loss):
-        return identifier()
+        loss = identifier()
+        check_computable(loss)
+        return loss
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, str):
@@ -552,7 +641,8 @@ def get(identifier):
     if cls is not None:
         return cls()
     raise ValueError(
-        f"Could not interpret loss {identifier!r}. nkeras computes losses in compiled kernels, so a loss must be "
-        f"one of the named ones ({_valid_names()}) or an instance of a Loss subclass that supplies a kernel "
-        "(set `kernel` or override `compute`); plain Python functions are not supported."
+        f"Could not interpret loss {identifier!r}. nkeras trains with the gradient a loss supplies, which a plain "
+        f"Python function does not have, so a loss must be one of the named ones ({_valid_names()}) or an instance "
+        "of a keras.losses.Loss subclass with forward(y_true, y_pred) and backward(y_true, y_pred); "
+        f"see {_CUSTOM_DOCS}"
     )
