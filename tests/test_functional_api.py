@@ -254,3 +254,42 @@ def test_mask_of_the_wrong_shape_names_the_layer(rng):
     x = rng.standard_normal((2, 5, 3))
     mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=float)
     np.testing.assert_allclose(reader(x, mask=mask), np.einsum("btf,bt->bf", x, mask), rtol=1e-6)
+
+
+# ---- nested models in model files -------------------------------------------------
+
+
+def _keras():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    return pytest.importorskip("keras")
+
+
+def _nested(k, rng):
+    """A functional model and a Sequential nested in a functional model,
+    built with the given API (nkeras or Keras)."""
+    inner_input = k.Input(shape=(3,))
+    inner = k.Model(inner_input, k.layers.Dense(2, activation="tanh")(inner_input), name="inner")
+    block = k.Sequential([k.Input(shape=(2,)), k.layers.Dense(4)], name="block")
+    x = k.Input(shape=(3,))
+    return k.Model(x, k.layers.Dense(1)(block(inner(x))))
+
+
+def test_nested_models_round_trip_and_open_in_keras_both_ways(rng, tmp_path):
+    k = _keras()
+    x = rng.standard_normal((5, 3)).astype("float32")
+    model = _nested(keras, rng)
+    model.compile("adam", "mse")
+    model.fit(x, rng.standard_normal((5, 1)), verbose=0)
+    model.save(tmp_path / "nested.keras")
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "nested.keras").predict(x, verbose=0), expected, rtol=1e-6)
+    theirs = k.saving.load_model(tmp_path / "nested.keras")
+    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)), expected, rtol=1e-5, atol=1e-6)
+
+    keras_model = _nested(k, rng)
+    keras_model.save(tmp_path / "from_keras.keras")
+    ours = keras.saving.load_model(tmp_path / "from_keras.keras")
+    assert [type(layer).__name__ for layer in ours.layers] == ["InputLayer", "Model", "Sequential", "Dense"]
+    np.testing.assert_allclose(ours.predict(x, verbose=0), np.asarray(keras_model.predict(x, verbose=0)), rtol=1e-5, atol=1e-6)

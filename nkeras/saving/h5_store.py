@@ -9,7 +9,8 @@
     vars/                         the model's own (none)
 
 ``<key>`` is the snake-case class name with ``_1``, ``_2``, ... in Keras's
-layer order (``model_config.weight_keys``). Slots come in blocks: Adam's
+layer order (``model_config.weight_groups``; a nested model's layers sit
+under ``layers/<its key>/layers/``). Slots come in blocks: Adam's
 momentum and velocity alternate per variable, every other slot kind
 (``velocity_hat``, RMSprop's ``momentum``, ...) is a block of its own.
 
@@ -33,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from nkeras.saving.model_config import weight_keys
+from nkeras.saving.model_config import weight_groups
 
 MAX_OBJECTS = 200_000
 MAX_DEPTH = 8
@@ -60,7 +61,7 @@ def _slot_slices(model):
     offsets = np.concatenate([[0], np.cumsum([math.prod(v.shape) for v in variables])]).astype(np.int64)
     where = {id(v): (int(offsets[i]), int(offsets[i + 1])) for i, v in enumerate(variables)}
     ordered = []
-    for _, layer in weight_keys(model):
+    for _, layer in weight_groups(model):
         for variable in layer.trainable_weights if model.trainable else []:
             if id(variable) in where:
                 ordered.append((variable, *where.pop(id(variable))))
@@ -104,9 +105,13 @@ def weights_bytes(model, include_optimizer=True, extra=None):
 
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
-        layers = handle.create_group("layers")
-        for key, layer in weight_keys(model):
-            group = layers.create_group(key).create_group("vars")
+        handle.create_group("layers")
+        for path, layer in weight_groups(model):
+            # A nested model's own (empty) vars group, as Keras writes it.
+            for cut in range(len("layers/"), len(path) - 1):
+                if path.startswith("/layers/", cut):
+                    handle.require_group(path[:cut] + "/vars")
+            group = handle.require_group(path + "vars")
             group.attrs["name"] = layer.name
             for index, variable in enumerate(layer.weights):
                 group.create_dataset(str(index), data=variable.numpy())
@@ -310,8 +315,8 @@ def plan_weights(model, arrays, filename, skip_mismatch=False):
     (a layer that does not match raises, or is skipped with a warning when
     ``skip_mismatch``)."""
     plan = []
-    for key, layer in weight_keys(model):
-        found = _layer_arrays(arrays, f"layers/{key}/", filename)
+    for path, layer in weight_groups(model):
+        found = _layer_arrays(arrays, path, filename)
         try:
             if len(found) != len(layer.weights):
                 raise ValueError(

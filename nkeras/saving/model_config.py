@@ -74,11 +74,18 @@ def keras_layer_order(model):
 
 def weight_keys(model):
     """``[(key, layer), ...]``: the group each layer's weights live under in
-    a Keras weights file (``layers/<key>/vars``): the snake-case class name,
-    with ``_1``, ``_2``, ... for repeats, in Keras's layer order."""
+    a Keras weights file (``layers/<key>/vars``): the snake-case class name
+    (``functional`` for a nested functional model), with ``_1``, ``_2``, ...
+    for repeats, in Keras's layer order."""
+    from nkeras.models.model import Model
+    from nkeras.models.sequential import Sequential
+
     used, result = set(), []
     for layer in keras_layer_order(model):
-        base = _snake_case(type(layer).__name__)
+        if isinstance(layer, Model):
+            base = "sequential" if isinstance(layer, Sequential) else "functional"
+        else:
+            base = _snake_case(type(layer).__name__)
         key, count = base, 0
         while key in used:
             count += 1
@@ -88,11 +95,28 @@ def weight_keys(model):
     return result
 
 
+def weight_groups(model, prefix="layers/"):
+    """``[(group, layer), ...]`` for every layer that holds weights itself,
+    with a nested model's layers under its own group, as Keras writes them
+    (``layers/functional/layers/dense/``)."""
+    from nkeras.models.model import Model
+
+    result = []
+    for key, layer in weight_keys(model):
+        if isinstance(layer, Model):
+            result += weight_groups(layer, f"{prefix}{key}/layers/")
+        else:
+            result.append((f"{prefix}{key}/", layer))
+    return result
+
+
 # ---- writing ---------------------------------------------------------------------
 
 
 def _layer_entry(layer):
-    entry = serialize_keras_object(layer)
+    from nkeras.models.model import Model
+
+    entry = model_config(layer) if isinstance(layer, Model) else serialize_keras_object(layer)
     nodes = layer._inbound_nodes
     if layer.built and nodes and nodes[0].inputs:
         shapes = [list(t.shape) for t in nodes[0].inputs]
@@ -205,6 +229,19 @@ def model_from_config(entry, custom_objects=None, weight_count=None, filename="c
     if not isinstance(layers, list) or len(layers) > MAX_LAYERS:
         raise ValueError(f"{filename}: the model config needs a 'layers' list (at most {MAX_LAYERS} layers)")
     budget = None if weight_count is None else _Budget(weight_count, filename)
+    return nested_model_from_config(entry, custom_objects, budget, filename)
+
+
+def nested_model_from_config(entry, custom_objects, budget, filename):
+    """A model from its config entry (the whole file's, or a layer's when
+    one model is nested in another), charging ``budget`` for its weights."""
+    if not isinstance(entry.get("config"), dict) or not isinstance(entry["config"].get("layers"), list):
+        raise ValueError(f"{filename}: a model entry needs a 'config' object with a 'layers' list")
+    class_name = entry.get("class_name")
+    config = entry["config"]
+    layers = config["layers"]
+    if len(layers) > MAX_LAYERS:
+        raise ValueError(f"{filename}: the model config has more than {MAX_LAYERS} layers")
     name = config.get("name")
     if name is not None and not isinstance(name, str):
         raise ValueError(f"{filename}: the model's name must be a string, got {_short(name)}")

@@ -335,6 +335,10 @@ def deserialize_layer(entry, custom_objects=None, budget=None, what="layer"):
     """
     from nkeras.layers import InputLayer
 
+    if isinstance(entry, dict) and entry.get("class_name") in ("Functional", "Sequential", "Model"):
+        from nkeras.saving.model_config import nested_model_from_config
+
+        return nested_model_from_config(entry, custom_objects, budget, what)
     cls, raw, builtin = resolve_class(entry, "layer", custom_objects, what)
     name = raw.get("name")
     what = f"{what} {name!r}" if isinstance(name, str) else what
@@ -348,6 +352,9 @@ def deserialize_layer(entry, custom_objects=None, budget=None, what="layer"):
             value = _initializer(value, custom_objects, f"{what} {key}")
             if budget is not None:
                 value = _PlaceholderInitializer(value, budget, f"layer {name!r}")
+        elif key in getattr(cls, "nested_layer_keys", ()) and isinstance(value, dict):
+            # A wrapper's inner layer (TimeDistributed, Bidirectional).
+            value = deserialize_layer(value, custom_objects, budget, f"{what} {key}")
         elif builtin and isinstance(value, dict):
             raise ValueError(f"{what}: option {key}={_short(value)} of {cls.__name__} is not supported by nkeras")
         config[key] = value
