@@ -5,6 +5,7 @@ from nkeras.layers.convolutional import Conv1D, Conv2D, Conv2DTranspose
 from nkeras.layers.core import Activation, Dense, Dropout
 from nkeras.layers.depthwise_convolutional import DepthwiseConv2D, SeparableConv2D
 from nkeras.layers.layer import Input, InputLayer, Layer
+from nkeras.layers.lambda_layer import Lambda
 from nkeras.layers.merging import (
     Add,
     Average,
@@ -60,7 +61,7 @@ __all__ = [
     "Activation", "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Conv1D", "Conv2D",
     "Conv2DTranspose", "Cropping1D", "Cropping2D", "Dense", "DepthwiseConv2D", "Dropout", "Flatten",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input",
-    "InputLayer", "Layer", "LayerNormalization", "MaxPooling1D", "MaxPooling2D", "PReLU", "Reshape",
+    "InputLayer", "Lambda", "Layer", "LayerNormalization", "MaxPooling1D", "MaxPooling2D", "PReLU", "Reshape",
     "SeparableConv2D", "SpatialDropout1D", "SpatialDropout2D", "UpSampling1D", "UpSampling2D", "ZeroPadding1D",
     "ZeroPadding2D",
     # Keras's short names for the pooling layers
