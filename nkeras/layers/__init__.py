@@ -1,6 +1,7 @@
 """Layers with Keras 3's names and arguments."""
 
 from nkeras.layers.activations import PReLU
+from nkeras.layers.attention import MultiHeadAttention
 from nkeras.layers.convolutional import Conv1D, Conv2D, Conv2DTranspose
 from nkeras.layers.core import Activation, Dense, Dropout
 from nkeras.layers.depthwise_convolutional import DepthwiseConv2D, SeparableConv2D
@@ -70,5 +71,7 @@ __all__ = [
     # merge layers and their functional forms
     "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract",
     "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract",
+    # attention
+    "MultiHeadAttention",
     "Permute", "RepeatVector",
 ]
