@@ -204,7 +204,7 @@ def test_bad_arguments():
         layers.Dot((1, 2, 3), name="d")
     with pytest.raises(NotImplementedError, match="'d': normalize=True not supported"):
         layers.Dot(1, normalize=True, name="d")
-    with pytest.raises(ValueError, match="Concatenate 'c': axis must be an integer"):
+    with pytest.raises(TypeError, match="Concatenate 'c': axis must be an integer"):
         layers.Concatenate(axis="x", name="c")
 
 

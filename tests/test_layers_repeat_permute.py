@@ -54,8 +54,8 @@ def test_forward_and_config_match_keras(name, options, shape, real_keras, rng):
     assert ours.compute_output_shape((None,) + shape) == tuple(theirs.compute_output_shape((None,) + shape))
     config = ours.get_config()
     assert set(config) == set(theirs.get_config())
-    assert getattr(real_keras.layers, name).from_config(config).get_config()[list(options)[0]] == \
-        theirs.get_config()[list(options)[0]]
+    (key,) = options
+    assert getattr(real_keras.layers, name).from_config(config).get_config()[key] == theirs.get_config()[key]
 
 
 @pytest.mark.parametrize("make,message", [

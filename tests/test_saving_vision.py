@@ -25,6 +25,7 @@ def _every_layer_model(k=keras):
     """A functional model that uses every layer type nkeras has."""
     L = k.layers
     image = k.Input((8, 8, 3), name="image")
+    tokens = k.Input((4,), name="tokens")
     x = L.ZeroPadding2D(1)(image)
     x = L.Conv2D(4, 3, activation="relu")(x)
     x = L.BatchNormalization()(x)
@@ -40,7 +41,7 @@ def _every_layer_model(k=keras):
     x = L.LayerNormalization()(x)
     pooled = L.GlobalAveragePooling2D()(x)
     peak = L.GlobalMaxPooling2D()(x)
-    seq = L.Reshape((7, 7 * 3))(x)
+    seq = L.Masking()(L.Reshape((7, 7 * 3))(x))
     seq = L.ZeroPadding1D(1)(seq)
     seq = L.Conv1D(5, 3, padding="causal")(seq)
     seq = L.SpatialDropout1D(0.1)(seq)
@@ -56,10 +57,10 @@ def _every_layer_model(k=keras):
     merged = L.Concatenate()([
         L.Add()([pooled, peak]), L.Subtract()([pooled, peak]), L.Multiply()([pooled, peak]),
         L.Average()([pooled, peak]), L.Maximum()([pooled, peak]), L.Minimum()([pooled, peak]),
-        L.Dot(axes=1)([pooled, peak]),
+        L.Dot(axes=1)([pooled, peak]), L.Flatten()(L.Embedding(5, 2)(tokens)),
     ])
     side = L.Dense(2)(L.Flatten()(L.Permute((2, 1))(L.RepeatVector(2)(merged))))
-    return k.Model(image, [head, side, peak, seq_pooled, seq_peak])
+    return k.Model([image, tokens], [head, side, peak, seq_pooled, seq_peak])
 
 
 def test_every_layer_type_round_trips_exactly(rng, tmp_path):
@@ -69,7 +70,7 @@ def test_every_layer_type_round_trips_exactly(rng, tmp_path):
     every -= NOT_LAYER_TYPES
     assert every <= used, f"add {sorted(every - used)} to the round-trip model"
 
-    x = rng.standard_normal((6, 8, 8, 3)).astype("float32")
+    x = [rng.standard_normal((6, 8, 8, 3)).astype("float32"), rng.integers(0, 5, (6, 4)).astype("float32")]
     targets = [rng.integers(0, 3, 6), rng.standard_normal((6, 2)), rng.standard_normal((6, 3)),
                rng.standard_normal((6, 5)), rng.standard_normal((6, 5))]
     model.compile(optimizer="adam", loss=["sparse_categorical_crossentropy", "mse", "mse", "mse", "mse"])
@@ -90,7 +91,7 @@ def test_every_layer_model_loads_in_keras_and_predicts_the_same(rng, tmp_path):
     k = _keras()
     model = _every_layer_model()
     model.compile(optimizer="adam", loss=["sparse_categorical_crossentropy", "mse", "mse", "mse", "mse"])
-    x = rng.standard_normal((4, 8, 8, 3)).astype("float32")
+    x = [rng.standard_normal((4, 8, 8, 3)).astype("float32"), rng.integers(0, 5, (4, 4)).astype("float32")]
     model.save(tmp_path / "every.keras")
     theirs = k.models.load_model(tmp_path / "every.keras")
     for left, right in zip(theirs.predict(x, verbose=0), model.predict(x, verbose=0), strict=True):

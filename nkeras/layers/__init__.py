@@ -5,8 +5,10 @@ from nkeras.layers.attention import MultiHeadAttention
 from nkeras.layers.convolutional import Conv1D, Conv2D, Conv2DTranspose
 from nkeras.layers.core import Activation, Dense, Dropout
 from nkeras.layers.depthwise_convolutional import DepthwiseConv2D, SeparableConv2D
+from nkeras.layers.embedding import Embedding
 from nkeras.layers.layer import Input, InputLayer, Layer
 from nkeras.layers.lambda_layer import Lambda
+from nkeras.layers.masking import Masking
 from nkeras.layers.merging import (
     Add,
     Average,
@@ -73,5 +75,6 @@ __all__ = [
     "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract",
     # attention
     "MultiHeadAttention",
-    "Permute", "RepeatVector",
+    # sequences
+    "Embedding", "Masking", "Permute", "RepeatVector",
 ]

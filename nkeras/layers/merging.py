@@ -178,7 +178,7 @@ class Concatenate(Layer):
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, int):
-            raise ValueError(f"Concatenate '{self.name}': axis must be an integer, got {axis!r}")
+            raise TypeError(f"Concatenate '{self.name}': axis must be an integer, got {axis!r}")
         self.axis = axis
 
     def _axis(self, rank):
