@@ -4,8 +4,8 @@ central finite differences, in float64.
 A layer is checked on a float64 copy made from its config, so the object
 passed in is left as it was: the copy is called on symbolic inputs (the
 path a model takes, so ``build`` and the shape checks run), then driven
-through ``forward`` and ``backward`` on the CPU with buffers from
-``state_shapes``. The scalar differentiated is ``sum(output * probe)`` with
+through ``forward`` and ``backward`` on the CPU with the state its
+``make_state`` gives. The scalar differentiated is ``sum(output * probe)`` with
 a random ``probe`` per output, so every output element counts. A loss is
 checked through ``Loss.compute``, the call the training step makes, with
 random sample weights.
@@ -108,7 +108,7 @@ class GradientCheckError(AssertionError):
         self.report = report
 
 
-def check_gradients(layer_or_loss, input_shape=None, *, inputs=None, mask=None, call_kwargs=None, seed=0,
+def check_gradients(layer_or_loss, input_shape=None, *, inputs=None, mask=None, call=None, seed=0,
                     eps=1e-6, rtol=1e-5, atol=1e-7, training=True, random_weights=True):
     """Compare analytic gradients with central finite differences in float64.
 
@@ -128,8 +128,12 @@ def check_gradients(layer_or_loss, input_shape=None, *, inputs=None, mask=None, 
             loss, the pair ``(y_true, y_pred)``.
         mask: for a layer that reads a mask, a (batch, timesteps) array of
             1.0 (keep) and 0.0 (padded step), given as ``state["mask"]``.
-        call_kwargs: keyword arguments for the symbolic call that builds the
-            layer (the call options of layers such as ``use_causal_mask``).
+        call: a function ``call(layer, inputs, mask)`` that calls the layer
+            on the list of symbolic ``inputs`` (and the symbolic ``mask`` or
+            None), for a layer whose call takes its tensors as separate
+            arguments or takes options, e.g. ``lambda layer, (q, v), mask:
+            layer(q, v, use_causal_mask=True)``. By default the layer is
+            called on the input (the list of inputs when there are several).
         seed: seed of the random inputs, weights and probes.
         eps: the finite-difference step.
         rtol, atol: an element passes when ``|analytic - numeric| <= atol +
@@ -150,8 +154,8 @@ def check_gradients(layer_or_loss, input_shape=None, *, inputs=None, mask=None, 
     if isinstance(layer_or_loss, losses_module.Loss):
         report = _check_loss(layer_or_loss, input_shape, inputs, rng, eps, rtol, atol)
     elif isinstance(layer_or_loss, Layer):
-        report = _check_layer(layer_or_loss, input_shape, inputs, mask, call_kwargs or {}, rng, eps, rtol, atol,
-                              training, random_weights)
+        report = _check_layer(layer_or_loss, input_shape, inputs, mask, call, rng, eps, rtol, atol, training,
+                              random_weights)
     else:
         raise TypeError(
             f"check_gradients: expected a keras.layers.Layer or a keras.losses.Loss, got {type(layer_or_loss).__name__}"
@@ -220,12 +224,26 @@ def _input_arrays(input_shape, inputs, rng, owner):
     return [rng.standard_normal(s) for s in shapes], [True] * len(shapes), several
 
 
-def _check_layer(layer, input_shape, inputs, mask, call_kwargs, rng, eps, rtol, atol, training, random_weights):
+def _check_layer(layer, input_shape, inputs, mask, call, rng, eps, rtol, atol, training, random_weights):
     owner = _describe(layer)
     arrays, differentiable, several = _input_arrays(input_shape, inputs, rng, owner)
     copy = _float64_copy(layer)
     symbols = [Input(shape=a.shape[1:], dtype="float64") for a in arrays]
-    copy(symbols if several else symbols[0], **call_kwargs)
+    mask_array = mask_symbol = None
+    if mask is not None:
+        mask_array = np.array(mask, np.float64)
+        if not copy.reads_mask:
+            raise ValueError(f"check_gradients: {owner} reads no mask (its reads_mask is False), so `mask` has no use")
+        if mask_array.shape != arrays[0].shape[:2]:
+            raise ValueError(
+                f"check_gradients: {owner}: the mask must have shape (batch, timesteps) = {arrays[0].shape[:2]}, "
+                f"got {mask_array.shape}"
+            )
+        mask_symbol = Input(shape=mask_array.shape[1:], dtype="float64")
+    if call is None:
+        copy(symbols if several else symbols[0], mask=mask_symbol)
+    else:
+        call(copy, symbols, mask_symbol)
     node = copy._inbound_nodes[-1]
     if random_weights:
         for variable in copy.trainable_weights:
@@ -233,24 +251,27 @@ def _check_layer(layer, input_shape, inputs, mask, call_kwargs, rng, eps, rtol, 
     elif layer.built:
         copy.set_weights([np.asarray(w, np.float64) for w in layer.get_weights()])
 
+    # The node's tensors, as the layer's kernels get them: a tensor passed
+    # twice (query and value) arrives twice, and its gradients add up.
+    node_inputs = [next(k for k, symbol in enumerate(symbols) if symbol is t) for t in node.data_inputs]
+    node_arrays = [arrays[k] for k in node_inputs]
     batch = arrays[0].shape[0]
     output_shapes = [(batch,) + tuple(t.shape[1:]) for t in node.outputs]
     is_mask = [bool(getattr(t, "is_mask", False)) for t in node.outputs]
     probes = [None if made_mask else rng.standard_normal(s) for s, made_mask in zip(output_shapes, is_mask)]
     device = get_device("cpu")
-    mask_array = None if mask is None else np.array(mask, np.float64)
 
     def run_forward():
         context = ExecutionContext(device, training)
         context.step = 1
-        state = {k: np.zeros(s, np.float64) for k, s in copy.state_shapes([a.shape for a in arrays], training).items()}
+        outputs = [np.zeros(s, np.float64) for s in output_shapes]
+        state = copy.make_state(device, node_arrays, outputs, training)
         if mask_array is not None:
             state["mask"] = mask_array
-        outputs = [np.zeros(s, np.float64) for s in output_shapes]
         if copy.output_is_view(training):
-            outputs[0][...] = arrays[0].reshape(output_shapes[0])
+            outputs[0][...] = node_arrays[0].reshape(output_shapes[0])
         else:
-            copy.forward(context, list(arrays), outputs, state)
+            copy.forward(context, node_arrays, outputs, state)
         return context, outputs, state
 
     def objective():
@@ -260,19 +281,22 @@ def _check_layer(layer, input_shape, inputs, mask, call_kwargs, rng, eps, rtol, 
     weights = copy.trainable_weights
     for variable in weights:
         variable.grad = np.full(variable.shape, np.nan)
-    input_grads = [np.full(a.shape, np.nan) if d else None for a, d in zip(arrays, differentiable)]
+    input_grads = [np.full(arrays[k].shape, np.nan) if differentiable[k] else None for k in node_inputs]
     context, outputs, state = run_forward()
     output_grads = [None if probe is None else probe.copy() for probe in probes]
-    copy.backward(context, list(arrays), outputs, state, output_grads, input_grads)
+    copy.backward(context, node_arrays, outputs, state, output_grads, input_grads)
 
     results = []
-    for k, (array, grad) in enumerate(zip(arrays, input_grads)):
-        if grad is not None:
+    for k, array in enumerate(arrays):
+        if differentiable[k]:
+            analytic = sum(grad for grad, source in zip(input_grads, node_inputs) if source == k)
             name = f"input {k}" if len(arrays) > 1 else "input"
-            results.append(GradientResult(name, grad, _central_differences(objective, array, eps), rtol, atol))
-    for variable in weights:
+            results.append(GradientResult(name, analytic, _central_differences(objective, array, eps), rtol, atol))
+    names = [variable.name for variable in weights]
+    for index, variable in enumerate(weights):
         numeric = _central_differences(objective, variable.value, eps)
-        results.append(GradientResult(variable.name, np.array(variable.grad, np.float64), numeric, rtol, atol))
+        name = variable.name if names.count(variable.name) == 1 else f"{variable.name}#{index}"
+        results.append(GradientResult(name, np.array(variable.grad, np.float64), numeric, rtol, atol))
     return GradientReport(owner, results, rtol, atol)
 
 
