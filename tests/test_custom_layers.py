@@ -208,6 +208,57 @@ def test_check_gradients_integer_inputs_get_no_input_check(rng):
     assert [r.name for r in report.results] == ["input 0", "w"]
 
 
+class MaskedSquare(layers.Layer):
+    """Reads the mask of padded steps: ``y = x * x * mask``, (batch, steps, features)."""
+
+    reads_mask = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, ctx, inputs, outputs, state):
+        keep = state["mask"][:, :, None] if "mask" in state else 1.0
+        outputs[0][...] = inputs[0] * inputs[0] * keep
+
+    def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
+        keep = state["mask"][:, :, None] if "mask" in state else 1.0
+        input_grads[0][...] = 2.0 * inputs[0] * output_grads[0] * keep
+
+
+class Blend(layers.Layer):
+    """Called as ``Blend()(a, b)``: ``a + 2 * b``."""
+
+    def __call__(self, a, b):
+        return self._call_layer([a, b])
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def forward(self, ctx, inputs, outputs, state):
+        outputs[0][...] = inputs[0] + 2.0 * inputs[1]
+
+    def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
+        input_grads[0][...] = output_grads[0]
+        input_grads[1][...] = 2.0 * output_grads[0]
+
+
+def test_check_gradients_with_a_mask_and_a_call_of_several_arguments(rng):
+    mask = np.ones((3, 4))
+    mask[0, 2:] = 0.0
+    report = check_gradients(MaskedSquare(), (3, 4, 2), mask=mask)
+    assert np.all(report["input"].numeric[0, 2:] == 0.0) and np.any(report["input"].numeric[1] != 0.0)
+    with pytest.raises(ValueError, match=r"mask must have shape \(batch, timesteps\) = \(3, 4\)"):
+        check_gradients(MaskedSquare(), (3, 4, 2), mask=mask[:, :3])
+    with pytest.raises(ValueError, match="reads no mask"):
+        check_gradients(ScaledTanh(), (3, 4, 2), mask=mask)
+
+    report = check_gradients(Blend(), [(2, 3), (2, 3)], call=lambda layer, tensors, mask: layer(*tensors))
+    np.testing.assert_allclose(report["input 1"].analytic, 2.0 * report["input 0"].analytic)
+    # One tensor passed twice: its gradient is the sum of both (3 * dy).
+    shared = check_gradients(Blend(), [(2, 3)], call=lambda layer, tensors, mask: layer(tensors[0], tensors[0]))
+    assert [result.name for result in shared.results] == ["input"]
+
+
 def test_check_gradients_rejects_what_it_cannot_check():
     with pytest.raises(TypeError, match="Layer or a keras.losses.Loss"):
         check_gradients(lambda x: x, (2, 3))
