@@ -265,3 +265,21 @@ def test_global_max_pool_shares_the_gradient_among_ties(device, shape, dtype, va
     dx = np.full(shape, np.nan, dtype)
     ops.global_max_pool_backward(xs, y, ties, dy.astype(dtype), dx)
     np.testing.assert_allclose(dx, dx_ref, **_tolerance(dtype))
+
+
+@pytest.mark.parametrize("device,shape", device_cases([(1, 1, 1), (2, 7, 3), (3, 12, 5), (16, 33, 17)]))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_average_pool_is_the_mean_over_unmasked_steps(device, shape, dtype, rng):
+    ops = ops_for(device)
+    x = rng.standard_normal(shape)
+    mask = (rng.random(shape[:2]) < 0.6).astype(np.float64)
+    mask[:, 0] = 1.0
+    y_ref = (x * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+    y = np.full(y_ref.shape, np.nan, dtype)
+    ops.masked_average_pool_forward(x.astype(dtype), mask.astype(dtype), y)
+    np.testing.assert_allclose(y, y_ref, **_tolerance(dtype))
+    dy = rng.standard_normal(y_ref.shape)
+    dx_ref = dy[:, None, :] * (mask / mask.sum(axis=1, keepdims=True))[:, :, None]
+    dx = np.full(shape, np.nan, dtype)
+    ops.masked_average_pool_backward(dy.astype(dtype), mask.astype(dtype), dx)
+    np.testing.assert_allclose(dx, dx_ref, **_tolerance(dtype))

@@ -297,3 +297,51 @@ def test_one_dimensional_model_predicts_as_keras(real_keras, rng):
     x = rng.standard_normal((5, 9, 2)).astype(np.float32)
     expected = np.asarray(theirs.predict(x, verbose=0))
     np.testing.assert_allclose(ours.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_global_average_pooling_1d_with_a_mask_matches_keras_and_finite_differences(real_keras, float64, rng):
+    from tests.gradcheck import numerical_grad
+    from tests.layer_check import run_layer
+
+    x = rng.standard_normal((3, 6, 4))
+    mask = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0]], dtype=np.float64)
+    layer = GlobalAveragePooling1D()
+    expected = np.asarray(real_keras.layers.GlobalAveragePooling1D()(x, mask=mask.astype(bool)))
+    np.testing.assert_allclose(layer(x, mask=mask), expected, rtol=1e-6)
+
+    context, _, state = run_layer(layer, [x], training=True)
+    state["mask"] = mask
+    output = np.empty((3, 4))
+    layer.forward(context, [x], [output], state)
+    np.testing.assert_allclose(output, expected, rtol=1e-6)
+    probe = rng.standard_normal(output.shape)
+    dx = np.empty_like(x)
+    layer.backward(context, [x], [output], state, [probe], [dx])
+
+    def objective(_):
+        y = np.empty((3, 4))
+        layer.forward(context, [x], [y], state)
+        return float(np.sum(y * probe))
+
+    np.testing.assert_allclose(dx, numerical_grad(objective, x), rtol=1e-6, atol=1e-9)
+
+
+def test_global_average_pooling_1d_reads_the_mask_in_a_model(rng):
+    from nkeras.layers import Layer
+
+    class ZeroStepMask(Layer):
+        def output_mask_shape(self, input_shape):
+            return tuple(input_shape[:2])
+
+        def forward(self, ctx, inputs, outputs, state):
+            outputs[0][...] = inputs[0]
+            outputs[1][...] = inputs[0][:, :, 0] != 0
+
+    x = rng.standard_normal((4, 5, 3)).astype(np.float32)
+    x[0, 2:] = 0.0
+    x[3, 1:] = 0.0
+    inputs = keras.Input(shape=(5, 3))
+    model = keras.Model(inputs, GlobalAveragePooling1D()(ZeroStepMask()(inputs)))
+    mask = (x[:, :, 0] != 0).astype(np.float32)
+    expected = (x * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-6)

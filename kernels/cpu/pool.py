@@ -229,3 +229,42 @@ def global_max_pool_backward(x, y, ties, dy, dx):
         for s in range(positions):
             for c in range(channels):
                 dx[b, s, c] = dy[b, c] / ties[b, c] if x[b, s, c] == y[b, c] else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def masked_average_pool_forward(x, mask, y):
+    """``y[b, c]`` = the mean of ``x[b, s, c]`` over the steps ``s`` with
+    ``mask[b, s] = 1`` (Keras's masked GlobalAveragePooling1D: a sequence with
+    no unmasked step gives NaN, as there).
+
+    x: (batch, steps, channels); mask: (batch, steps); y: (batch, channels).
+    """
+    batch, steps, channels = x.shape
+    for b in range(batch):
+        count = 0.0
+        for c in range(channels):
+            y[b, c] = 0.0
+        for s in range(steps):
+            weight = mask[b, s]
+            count += weight
+            for c in range(channels):
+                y[b, c] += x[b, s, c] * weight
+        for c in range(channels):
+            y[b, c] /= count
+
+
+@njit(cache=True, error_model="numpy")
+def masked_average_pool_backward(dy, mask, dx):
+    """``dx[b, s, c] = dy[b, c] * mask[b, s] / (unmasked steps of b)``.
+
+    dy: (batch, channels); mask: (batch, steps); dx: (batch, steps, channels).
+    """
+    batch, steps, channels = dx.shape
+    for b in range(batch):
+        count = 0.0
+        for s in range(steps):
+            count += mask[b, s]
+        for s in range(steps):
+            share = mask[b, s] / count
+            for c in range(channels):
+                dx[b, s, c] = dy[b, c] * share

@@ -164,3 +164,41 @@ def global_max_pool_forward(x, y, ties):
 def global_max_pool_backward(x, y, ties, dy, dx):
     """``dx`` = ``dy`` shared equally by the positions that hold the maximum."""
     _global_max_backward[blocks(dx.size), THREADS](x, y, ties, dy, dx)
+
+
+@cuda.jit(cache=True)
+def _masked_average_forward(x, mask, y):
+    steps, channels = x.shape[1], x.shape[2]
+    for k in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        b = k // channels
+        c = k - b * channels
+        total = 0.0
+        count = 0.0
+        for s in range(steps):
+            total += x[b, s, c] * mask[b, s]
+            count += mask[b, s]
+        y[b, c] = total / count
+
+
+@cuda.jit(cache=True)
+def _masked_average_backward(dy, mask, dx):
+    steps, channels = dx.shape[1], dx.shape[2]
+    for k in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        c = k % channels
+        b = k // (steps * channels)
+        s = k // channels - b * steps
+        count = 0.0
+        for t in range(steps):
+            count += mask[b, t]
+        dx[b, s, c] = dy[b, c] * mask[b, s] / count
+
+
+def masked_average_pool_forward(x, mask, y):
+    """``y[b, c]`` = the mean of ``x[b, s, c]`` over the unmasked steps.
+    x: (batch, steps, channels); mask: (batch, steps); y: (batch, channels)."""
+    _masked_average_forward[blocks(y.size), THREADS](x, mask, y)
+
+
+def masked_average_pool_backward(dy, mask, dx):
+    """``dx[b, s, c] = dy[b, c] * mask[b, s] / (unmasked steps of b)``."""
+    _masked_average_backward[blocks(dx.size), THREADS](dy, mask, dx)

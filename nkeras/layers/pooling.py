@@ -274,7 +274,9 @@ class GlobalMaxPooling2D(_GlobalMaxPooling):
 
 
 class GlobalAveragePooling1D(_GlobalAveragePooling):
-    """The mean over the steps of ``(batch, steps, channels)`` inputs.
+    """The mean over the steps of ``(batch, steps, channels)`` inputs; with
+    a mask of padded steps (from ``Embedding(mask_zero=True)`` or
+    ``Masking``), the mean over the unmasked steps.
 
     Args:
         data_format: "channels_last" (or None) only.
@@ -282,6 +284,21 @@ class GlobalAveragePooling1D(_GlobalAveragePooling):
     """
 
     _rank = 1
+    reads_mask = True
+
+    def forward(self, ctx, inputs, outputs, state):
+        mask = state.get("mask")
+        if mask is None:
+            super().forward(ctx, inputs, outputs, state)
+        else:
+            ctx.ops.masked_average_pool_forward(inputs[0], mask, self._as_pooled(outputs[0]).reshape(mask.shape[0], -1))
+
+    def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
+        mask = state.get("mask")
+        if mask is None:
+            super().backward(ctx, inputs, outputs, state, output_grads, input_grads)
+        elif input_grads[0] is not None:
+            ctx.ops.masked_average_pool_backward(output_grads[0].reshape(mask.shape[0], -1), mask, input_grads[0])
 
 
 class GlobalAveragePooling2D(_GlobalAveragePooling):
