@@ -59,7 +59,8 @@ def _every_layer_model(k=keras):
         L.Average()([pooled, peak]), L.Maximum()([pooled, peak]), L.Minimum()([pooled, peak]),
         L.Dot(axes=1)([pooled, peak]), L.Flatten()(L.Embedding(5, 2)(tokens)),
     ])
-    side = L.Dense(2)(L.Flatten()(L.Permute((2, 1))(L.RepeatVector(2)(merged))))
+    side = L.TimeDistributed(L.Dense(3))(L.Permute((2, 1))(L.RepeatVector(2)(merged)))
+    side = L.Dense(2)(L.Flatten()(side))
     return k.Model([image, tokens], [head, side, peak, seq_pooled, seq_peak])
 
 

@@ -59,6 +59,7 @@ from nkeras.layers.reshaping import (
     ZeroPadding1D,
     ZeroPadding2D,
 )
+from nkeras.layers.wrappers import TimeDistributed
 
 __all__ = [
     "Activation", "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Conv1D", "Conv2D",
@@ -76,5 +77,5 @@ __all__ = [
     # attention
     "MultiHeadAttention",
     # sequences
-    "Embedding", "Masking", "Permute", "RepeatVector",
+    "Embedding", "Masking", "Permute", "RepeatVector", "TimeDistributed",
 ]

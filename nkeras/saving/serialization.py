@@ -290,10 +290,14 @@ class _PlaceholderInitializer(Initializer):
 
 
 def restore_initializers(layer):
-    """Put back the initializers that placeholders stood in for."""
+    """Put back the initializers that placeholders stood in for (in the
+    layers a wrapper holds, its ``inner_layers()``, too)."""
     for key, value in list(vars(layer).items()):
         if isinstance(value, _PlaceholderInitializer):
             setattr(layer, key, value.original)
+    inner_layers = getattr(layer, "inner_layers", None)
+    for inner in inner_layers() if inner_layers is not None else ():
+        restore_initializers(inner)
 
 
 def _policy_name(value, what):
