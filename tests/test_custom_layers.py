@@ -7,6 +7,7 @@ and its CUDA twin trains as on the CPU (simulator)."""
 
 import functools
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -129,6 +130,12 @@ class LogCosh(keras.losses.Loss):
 class WrongLogCosh(LogCosh):
     def backward(self, y_true, y_pred):
         return np.tanh(y_pred - y_true)
+
+
+@pytest.fixture
+def real_keras():
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    return pytest.importorskip("keras")
 
 
 @functools.cache
@@ -350,15 +357,41 @@ def test_custom_loss_output_shapes_are_checked(rng):
 
 
 def test_lambda_is_configurable_but_calling_it_points_to_the_docs():
-    def double(x):
-        return 2 * x
-
-    layer = layers.Lambda(double, output_shape=(3,), name="doubler")
+    layer = layers.Lambda(_double, output_shape=(3,), name="doubler")
     config = layer.get_config()
-    assert config["function"]["config"] == "double" and config["output_shape"] == (3,) and config["arguments"] == {}
+    assert config["function"]["config"] == "_double" and config["output_shape"] == (3,) and config["arguments"] == {}
     for inputs in (keras.Input((3,)), np.ones((2, 3))):
-        with pytest.raises(NotImplementedError, match=f"Lambda 'doubler'.*'double'.*{DOCS}"):
+        with pytest.raises(NotImplementedError, match=f"Lambda 'doubler'.*'_double'.*{DOCS}"):
             layer(inputs)
+
+
+def _double(x):
+    return 2 * x
+
+
+def test_lambda_config_has_keras_keys_and_a_keras_file_with_one_is_refused(real_keras, tmp_path):
+    theirs = real_keras.layers.Lambda(_double, output_shape=(3,), name="doubler")
+    ours = layers.Lambda(_double, output_shape=(3,), name="doubler")
+    assert list(ours.get_config()) == list(theirs.get_config())
+    assert ours.get_config()["function"] == theirs.get_config()["function"]
+
+    inputs = real_keras.Input((3,))
+    real_keras.Model(inputs, theirs(real_keras.layers.Dense(3)(inputs))).save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match=f"'doubler'.*Lambda layer cannot run in nkeras.*{DOCS}"):
+        keras.models.load_model(tmp_path / "lambda.keras")
+
+
+def test_a_custom_loss_reduces_as_the_same_loss_in_keras(real_keras, rng):
+    class KerasLogCosh(real_keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return real_keras.ops.mean(real_keras.ops.log(real_keras.ops.cosh(y_pred - y_true)), axis=-1)
+
+    y_true, y_pred = rng.standard_normal((2, 6, 4, 3)).astype("float32")
+    weights = rng.uniform(0.5, 1.5, (6, 4)).astype("float32")
+    for reduction in ("sum_over_batch_size", "sum"):
+        want = float(KerasLogCosh(reduction=reduction)(y_true, y_pred, sample_weight=weights))
+        got = LogCosh(reduction=reduction)(y_true, y_pred, sample_weight=weights)
+        assert got == pytest.approx(want, rel=1e-5)
 
 
 def test_plain_function_and_keras_call_losses_point_to_the_docs():

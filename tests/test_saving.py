@@ -413,7 +413,7 @@ def _hostile_files(saved, tmp_path):
         ("parent member", _rewrite(saved, tmp_path / "p.keras", extra=[("../../evil", b"x")]), "unsafe"),
         ("absolute member", _rewrite(saved, tmp_path / "a.keras", extra=[("/etc/evil", b"x")]), "unsafe"),
         ("duplicate member", _rewrite(saved, tmp_path / "d.keras", extra=[("config.json", b"{}")]), "duplicate"),
-        ("lambda layer", _rewrite(saved, tmp_path / "l.keras", lambda_config), "unknown layer class 'Lambda'"),
+        ("lambda layer", _rewrite(saved, tmp_path / "l.keras", lambda_config), "Lambda layer cannot run in nkeras"),
         ("module path", _rewrite(saved, tmp_path / "m.keras", module_config), "unknown layer class 'os.system'"),
         ("config not json", tmp_path / "j.keras", "not valid JSON"),
         ("zip bomb", bomb, "more than|expands beyond"),

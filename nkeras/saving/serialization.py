@@ -337,7 +337,7 @@ def deserialize_layer(entry, custom_objects=None, budget=None, what="layer"):
             ``restore_initializers`` once built).
         what: a description used in error messages.
     """
-    from nkeras.layers import InputLayer
+    from nkeras.layers import InputLayer, Lambda
 
     if isinstance(entry, dict) and entry.get("class_name") in ("Functional", "Sequential", "Model"):
         from nkeras.saving.model_config import nested_model_from_config
@@ -348,6 +348,11 @@ def deserialize_layer(entry, custom_objects=None, budget=None, what="layer"):
     what = f"{what} {name!r}" if isinstance(name, str) else what
     if cls is InputLayer:
         return _input_layer(raw, what)
+    if cls is Lambda:
+        raise ValueError(
+            f"{what}: a Lambda layer cannot run in nkeras (its Python function has no backward pass); "
+            "rewrite it as a keras.layers.Layer subclass with forward and backward, see docs/custom_layers.md"
+        )
     config = {}
     for key, value in raw.items():
         if key == "dtype":
