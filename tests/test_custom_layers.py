@@ -117,6 +117,7 @@ class GatedProduct(layers.Layer):
 keras.saving.register_keras_serializable(package="tests")(ScaledTanh)
 
 
+@keras.saving.register_keras_serializable(package="tests")
 class LogCosh(keras.losses.Loss):
     """NumPy loss: mean over the last axis of ``log(cosh(y_pred - y_true))``."""
 
@@ -325,7 +326,7 @@ def test_an_unregistered_custom_layer_cannot_be_saved(tmp_path):
         model.save(tmp_path / "unregistered.keras")
 
 
-def test_custom_loss_matches_finite_differences_and_trains(rng):
+def test_custom_loss_matches_finite_differences_trains_and_saves(rng, tmp_path):
     assert check_gradients(LogCosh(), (4, 2, 3)).passed
     y_true, y_pred = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
     weights = rng.uniform(0.5, 1.5, 5)
@@ -339,9 +340,11 @@ def test_custom_loss_matches_finite_differences_and_trains(rng):
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=LogCosh())
     losses = model.fit(x, target, batch_size=16, epochs=15, verbose=0).history["loss"]
     assert losses[-1] < 0.3 * losses[0]
-    assert model.evaluate(x, target, verbose=0) == pytest.approx(
-        float(np.mean(np.log(np.cosh(model.predict(x, verbose=0) - target)))), rel=1e-4
-    )
+    evaluated = model.evaluate(x, target, verbose=0)
+    assert evaluated == pytest.approx(float(np.mean(np.log(np.cosh(model.predict(x, verbose=0) - target)))), rel=1e-4)
+    model.save(tmp_path / "log_cosh.keras")
+    loaded = keras.models.load_model(tmp_path / "log_cosh.keras")
+    assert isinstance(loaded._losses[0], LogCosh) and loaded.evaluate(x, target, verbose=0) == evaluated
 
 
 def test_custom_loss_output_shapes_are_checked(rng):
