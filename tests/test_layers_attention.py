@@ -184,6 +184,30 @@ def test_glorot_fans_are_those_of_the_projection_matrices():
     assert np.abs(output_kernel).max() <= limit and np.abs(output_kernel).max() > 0.9 * limit
 
 
+def test_keras_files_round_trip_both_ways(real_keras, tmp_path, rng):
+    """A .keras file nkeras writes loads in nkeras and in Keras 3, and the
+    file Keras writes back loads in nkeras: configs, call arguments (key,
+    attention_mask, use_causal_mask, return_attention_scores) and the
+    weights under Keras's sublayer groups."""
+    query, value, attention_mask = keras.Input((4, 6)), keras.Input((3, 5)), keras.Input((4, 3))
+    hidden = MultiHeadAttention(2, 3, name="cross")(query, value, key=value, attention_mask=attention_mask,
+                                                     use_causal_mask=True)
+    output, scores = MultiHeadAttention(2, 2, use_bias=False, output_shape=4)(hidden, hidden, return_attention_scores=True)
+    model = keras.Model([query, value, attention_mask], [output, scores])
+    arrays = [rng.standard_normal((3, 4, 6)).astype("float32"), rng.standard_normal((3, 3, 5)).astype("float32"),
+              _binary(rng, (3, 4, 3)).astype("float32")]
+    expected = model.predict(arrays, verbose=0)
+    model.save(tmp_path / "ours.keras")
+    theirs = real_keras.saving.load_model(tmp_path / "ours.keras")
+    for got, want in zip(theirs.predict(arrays, verbose=0), expected):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+    theirs.save(tmp_path / "theirs.keras")
+    for path in ("ours.keras", "theirs.keras"):
+        loaded = keras.saving.load_model(tmp_path / path)
+        for got, want in zip(loaded.predict(arrays, verbose=0), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=path)
+
+
 # ---- errors ------------------------------------------------------------------------
 
 

@@ -436,6 +436,35 @@ class MultiHeadAttention(Layer):
             # The mask only selects pairs (Keras casts it to bool): no gradient.
             ops.copy_into(_matrix(grads["attention_mask"], value_steps), state["attention_mask_grad"])
 
+    def call_arguments(self, node):
+        """``mha(query, value, key=..., attention_mask=..., ...)`` as Keras
+        records the call; masks the tensors carry are not arguments."""
+        tensors = dict(zip(self._layout, node.data_inputs))
+        kwargs = {name: tensors[name] for name in ("key", "attention_mask") if name in tensors}
+        for name, owner in (("query_mask", "query"), ("value_mask", "value"), ("key_mask", "key")):
+            if name in tensors and tensors[name] is not getattr(tensors.get(owner), "_keras_mask", None):
+                kwargs[name] = tensors[name]
+        if self._use_causal_mask:
+            kwargs["use_causal_mask"] = True
+        if self._return_attention_scores:
+            kwargs["return_attention_scores"] = True
+        return [tensors["query"], tensors["value"]], kwargs
+
+    def keras_build_config(self, node):
+        """Keras builds the layer from the named shapes of its first call."""
+        tensors = dict(zip(self._layout, node.data_inputs))
+        return {"shapes_dict": {f"{name}_shape": list(tensors[name].shape)
+                                for name in ("query", "value", "key") if name in tensors}}
+
+    def keras_weight_groups(self):
+        """Where Keras's weight files keep each weight: under the groups of
+        the EinsumDense sublayers Keras builds the layer from."""
+        groups = []
+        for prefix in ("query", "key", "value", "output"):
+            kernel, bias = getattr(self, f"{prefix}_kernel"), getattr(self, f"{prefix}_bias")
+            groups.append((f"{prefix}_dense/", [kernel] + ([bias] if bias is not None else [])))
+        return groups
+
     # ---- config ----------------------------------------------------------------------
 
     def get_config(self):

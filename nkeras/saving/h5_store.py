@@ -10,8 +10,10 @@
 
 ``<key>`` is the snake-case class name with ``_1``, ``_2``, ... in Keras's
 layer order (``model_config.weight_groups``; a nested model's layers sit
-under ``layers/<its key>/layers/``). Slots come in blocks: Adam's
-momentum and velocity alternate per variable, every other slot kind
+under ``layers/<its key>/layers/``; a layer that Keras builds from
+sublayers names their groups with ``keras_weight_groups()``, as
+MultiHeadAttention's ``layers/<key>/query_dense/vars/0``). Slots come in
+blocks: Adam's momentum and velocity alternate per variable, every other slot kind
 (``velocity_hat``, RMSprop's ``momentum``, ...) is a block of its own.
 
 Reading parses the HDF5 bytes in a forked child process where ``os.fork``
@@ -111,10 +113,11 @@ def weights_bytes(model, include_optimizer=True, extra=None):
             for cut in range(len("layers/"), len(path) - 1):
                 if path.startswith("/layers/", cut):
                     handle.require_group(path[:cut] + "/vars")
-            group = handle.require_group(path + "vars")
-            group.attrs["name"] = layer.name
-            for index, variable in enumerate(layer.weights):
-                group.create_dataset(str(index), data=variable.numpy())
+            handle.require_group(path + "vars").attrs["name"] = layer.name
+            for subgroup, variables in file_groups(layer):
+                group = handle.require_group(path + subgroup + "vars")
+                for index, variable in enumerate(variables):
+                    group.create_dataset(str(index), data=variable.numpy())
         if include_optimizer and model.compiled and model.optimizer is not None:
             group = handle.create_group("optimizer").create_group("vars")
             group.attrs["name"] = model.optimizer.name
@@ -282,6 +285,14 @@ def read_weights(data, filename):
 # ---- assigning ---------------------------------------------------------------------
 
 
+def file_groups(layer):
+    """``[(subgroup, variables)]``: where ``layer``'s weights sit under its
+    group, ``""`` for its own ``vars``. A layer that Keras builds from
+    sublayers lists them with ``keras_weight_groups()`` (``"query_dense/"``, ...)."""
+    groups = getattr(layer, "keras_weight_groups", None)
+    return groups() if groups is not None else [("", layer.weights)]
+
+
 def _layer_arrays(arrays, prefix, filename):
     """The arrays under ``prefix``: its own ``vars`` first, then nested
     groups' (sorted by path), each in index order."""
@@ -316,11 +327,11 @@ def plan_weights(model, arrays, filename, skip_mismatch=False):
     ``skip_mismatch``)."""
     plan = []
     for path, layer in weight_groups(model):
-        found = _layer_arrays(arrays, path, filename)
+        found = [array for subgroup, _ in file_groups(layer) for array in _layer_arrays(arrays, path + subgroup, filename)]
         try:
             if len(found) != len(layer.weights):
                 raise ValueError(
-                    f"{filename}: layer '{layer.name}' ({key}) has {len(layer.weights)} weights, "
+                    f"{filename}: layer '{layer.name}' ({path}) has {len(layer.weights)} weights, "
                     f"the file holds {len(found)}"
                 )
             plan += [

@@ -121,6 +121,8 @@ def _layer_entry(layer):
     if layer.built and nodes and nodes[0].inputs:
         shapes = [list(t.shape) for t in nodes[0].inputs]
         entry["build_config"] = {"input_shape": shapes[0] if len(shapes) == 1 else shapes}
+        if hasattr(layer, "keras_build_config"):  # a layer whose Keras build() takes named shapes
+            entry["build_config"] = layer.keras_build_config(nodes[0])
     return entry
 
 
