@@ -119,8 +119,8 @@ def check_gradients(layer_or_loss, input_shape=None, *, inputs=None, mask=None, 
     Args:
         layer_or_loss: a ``Layer`` (built or not, any dtype) or a ``Loss``.
         input_shape: the shape of the random input batch, batch size first,
-            e.g. ``(3, 8)``; a list of shapes for a layer with several
-            inputs. For a loss, the shape of ``y_pred`` (``y_true`` is drawn
+            e.g. ``(3, 8)`` (a batch size of None means 2); a list of shapes
+            for a layer with several inputs. For a loss, the shape of ``y_pred`` (``y_true`` is drawn
             to fit: class ids for a sparse loss, else values in (0.1, 0.9)).
         inputs: arrays to use instead of random ones (then ``input_shape``
             may be omitted). Integer arrays (class ids, token ids) are
