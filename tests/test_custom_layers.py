@@ -455,9 +455,11 @@ def test_a_cpu_only_layer_is_refused_on_the_gpu():
 def test_training_a_cpu_only_layer_on_cuda_is_refused(rng):
     with keras.device("cuda"):
         model = keras.Sequential([keras.Input((6,)), ScaledTanh(), layers.Dense(3)])
-        model.compile(optimizer="sgd", loss="mse")
-        with pytest.raises(RuntimeError, match=DOCS):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        with pytest.raises(RuntimeError, match=f"ScaledTanh.*device 'cuda'.*{DOCS}"):
             model.fit(*_data(rng, 8), verbose=0)
+    with pytest.raises(RuntimeError, match=f"ScaledTanh.*device 'cuda'.*{DOCS}"):
+        model.predict(np.ones((2, 6)), verbose=0)
 
 
 def test_a_numpy_loss_on_cuda_is_refused_before_any_weight_changes(rng):
