@@ -137,3 +137,28 @@ def test_repeat_vector_matches_numpy(device, case, dtype, rng):
     dx = np.full((batch, features), np.nan, dtype)
     ops.repeat_vector_backward(dy.astype(dtype), dx)
     np.testing.assert_allclose(dx, dy.sum(axis=1), **_tolerance(dtype))
+
+
+@pytest.mark.parametrize("device,shape", device_cases([(1, 1, 1), (2, 3, 5), (3, 17, 9)]))
+@pytest.mark.parametrize("along_rows", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_l2_normalize_matches_numpy(device, shape, along_rows, dtype, rng):
+    ops = ops_for(device)
+    axis = 1 if along_rows else 2
+    x = rng.standard_normal(shape)
+    x[0] = 1e-9  # a line whose norm is below epsilon: the 1 / epsilon bound
+    epsilon = 1e-7
+    norm = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
+    scale = np.minimum(1 / norm, 1 / epsilon)
+    y = np.full(shape, np.nan, dtype)
+    got_scale = np.full(np.squeeze(scale, axis).shape, np.nan, dtype)
+    ops.l2_normalize_forward(x.astype(dtype), along_rows, epsilon, got_scale, y)
+    np.testing.assert_allclose(y, x * scale, **_tolerance(dtype))
+    np.testing.assert_allclose(got_scale, np.squeeze(scale, axis), **_tolerance(dtype))
+    dy = rng.standard_normal(shape)
+    expected = np.where(norm > epsilon, scale * (dy - x * scale * np.sum(x * scale * dy, axis=axis, keepdims=True)),
+                        scale * dy)
+    dx = np.full(shape, np.nan, dtype)
+    ops.l2_normalize_backward(x.astype(dtype), y, dy.astype(dtype), got_scale, along_rows, epsilon, dx)
+    np.testing.assert_allclose(dx, expected, rtol=2e-4 if dtype == np.float32 else 1e-10,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)

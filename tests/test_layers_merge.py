@@ -104,14 +104,18 @@ DOT_CASES = [
 
 
 @pytest.mark.parametrize("x_shape,y_shape,axes", DOT_CASES)
-def test_dot_matches_numpy_and_its_gradients(x_shape, y_shape, axes, float64, rng):
+@pytest.mark.parametrize("normalize", [False, True])
+def test_dot_matches_numpy_and_its_gradients(x_shape, y_shape, axes, normalize, float64, rng):
     x = rng.standard_normal((2,) + x_shape)
     y = rng.standard_normal((2,) + y_shape)
-    layer = layers.Dot(axes)
+    layer = layers.Dot(axes, normalize=normalize)
     out = check_multi_input_gradients(layer, [x, y], rng)
     pair = axes if isinstance(axes, tuple) else (axes, axes)
     pair = [a % (len(s) + 1) for a, s in zip(pair, (x_shape, y_shape))]
-    np.testing.assert_allclose(out, _batch_dot(x, y, pair), rtol=1e-12)
+    if normalize:
+        x = x / np.linalg.norm(x, axis=pair[0], keepdims=True)
+        y = y / np.linalg.norm(y, axis=pair[1], keepdims=True)
+    np.testing.assert_allclose(out, _batch_dot(x, y, pair), rtol=1e-12, atol=1e-14)
     assert layer.compute_output_shape([(None,) + x_shape, (None,) + y_shape]) == (None,) + out.shape[1:]
 
 
@@ -130,6 +134,8 @@ PARITY = [
     ("Dot", {"axes": 2}, [(3, 4), (5, 4)]),
     ("Dot", {"axes": (1, 2)}, [(4, 3), (5, 4)]),
     ("Dot", {"axes": 1}, [(6,), (6,)]),
+    ("Dot", {"axes": (1, 2), "normalize": True}, [(4, 3), (5, 4)]),
+    ("Dot", {"axes": -1, "normalize": True}, [(6,), (6,)]),
 ]
 
 
@@ -202,8 +208,6 @@ def test_a_built_merge_rejects_other_shapes():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Dot 'd': axes must be an int or a pair"):
         layers.Dot((1, 2, 3), name="d")
-    with pytest.raises(NotImplementedError, match="'d': normalize=True not supported"):
-        layers.Dot(1, normalize=True, name="d")
     with pytest.raises(TypeError, match="Concatenate 'c': axis must be an integer"):
         layers.Concatenate(axis="x", name="c")
 

@@ -12,10 +12,13 @@ offset: a concatenation along any axis is a concatenation of columns of the
 ``(prod(shape[:axis]), prod(shape[axis:]))`` views.
 
 ``batch_matmul`` multiplies per sample, either operand read transposed
-(Dot's forward and both of its gradients). ``permute_axes`` transposes the
+(Dot's forward and both of its gradients); ``l2_normalize_forward`` and
+``_backward`` give Dot's ``normalize=True``. ``permute_axes`` transposes the
 four non-batch axes of a 5-D view; ``repeat_vector_forward``/``_backward``
 copy a vector along a new axis and sum the gradient back.
 """
+
+import math
 
 import numpy as np
 from numba import njit
@@ -198,3 +201,73 @@ def repeat_vector_backward(dy, dx):
             for f in range(features):
                 dx[b, f] += dy[b, t, f]
 
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _inverse_norm(sum_of_squares, epsilon):
+    """Keras's L2 scale ``min(1 / sqrt(sum_of_squares), 1 / epsilon)``, and
+    whether the bound applies (the norm is at most ``epsilon``)."""
+    norm = math.sqrt(sum_of_squares)
+    if norm <= epsilon:
+        return 1.0 / epsilon, True
+    return 1.0 / norm, False
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _line(s, line, k, along_rows):
+    """The ``(sample, row, col)`` index of element ``k`` of line ``line``:
+    a column when ``along_rows``, else a row."""
+    if along_rows:
+        return s, k, line
+    return s, line, k
+
+
+@njit(cache=True, error_model="numpy")
+def l2_normalize_forward(x, along_rows, epsilon, scale, y):
+    """``y = x * min(1 / ||line||, 1 / epsilon)`` for every line of each
+    sample: its columns when ``along_rows`` (the norm runs down the rows),
+    else its rows; ``scale`` receives each line's factor.
+
+    x, y: (samples, rows, cols); scale: (samples, cols) when ``along_rows``,
+    else (samples, rows).
+    """
+    samples, rows, cols = x.shape
+    lines, length = (cols, rows) if along_rows else (rows, cols)
+    for s in range(samples):
+        for line in range(lines):
+            total = 0.0
+            for k in range(length):
+                value = x[_line(s, line, k, along_rows)]
+                total += value * value
+            factor, _ = _inverse_norm(total, epsilon)
+            scale[s, line] = factor
+            for k in range(length):
+                index = _line(s, line, k, along_rows)
+                y[index] = x[index] * factor
+
+
+@njit(cache=True, error_model="numpy")
+def l2_normalize_backward(x, y, dy, scale, along_rows, epsilon, dx):
+    """The gradient of ``l2_normalize_forward`` given its ``y`` and
+    ``scale``: ``dx = scale * (dy - y * sum(y * dy))`` over each line, or
+    ``dx = scale * dy`` where the ``1 / epsilon`` bound applied.
+
+    x, y, dy, dx: (samples, rows, cols); scale as in the forward.
+    """
+    samples, rows, cols = x.shape
+    lines, length = (cols, rows) if along_rows else (rows, cols)
+    for s in range(samples):
+        for line in range(lines):
+            total = 0.0
+            projection = 0.0
+            for k in range(length):
+                index = _line(s, line, k, along_rows)
+                total += x[index] * x[index]
+                projection += y[index] * dy[index]
+            _, bounded = _inverse_norm(total, epsilon)
+            if bounded:
+                projection = 0.0
+            factor = scale[s, line]
+            for k in range(length):
+                index = _line(s, line, k, along_rows)
+                dx[index] = factor * (dy[index] - y[index] * projection)

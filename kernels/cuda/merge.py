@@ -6,7 +6,7 @@ are small; the sum's order matches a plain loop, not BLAS's blocking)."""
 
 from numba import cuda
 
-from nkeras.kernels.cpu.merge import _combine, _inverse_pick, _wins
+from nkeras.kernels.cpu.merge import _combine, _inverse_norm, _inverse_pick, _line, _wins
 from nkeras.kernels.cuda.launch import THREADS, blocks
 
 
@@ -175,3 +175,54 @@ def repeat_vector_forward(x, y):
 def repeat_vector_backward(dy, dx):
     """``dx[b] = sum over t of dy[b, t]``, the steps added in order."""
     _repeat_vector_backward[blocks(dx.size), THREADS](dy, dx)
+
+
+@cuda.jit(cache=True)
+def _l2_normalize_forward(x, along_rows, epsilon, scale, y):
+    samples, rows, cols = x.shape
+    lines, length = (cols, rows) if along_rows else (rows, cols)
+    for item in range(cuda.grid(1), samples * lines, cuda.gridsize(1)):
+        s = item // lines
+        line = item - s * lines
+        total = 0.0
+        for k in range(length):
+            value = x[_line(s, line, k, along_rows)]
+            total += value * value
+        factor, _ = _inverse_norm(total, epsilon)
+        scale[s, line] = factor
+        for k in range(length):
+            index = _line(s, line, k, along_rows)
+            y[index] = x[index] * factor
+
+
+@cuda.jit(cache=True)
+def _l2_normalize_backward(x, y, dy, scale, along_rows, epsilon, dx):
+    samples, rows, cols = x.shape
+    lines, length = (cols, rows) if along_rows else (rows, cols)
+    for item in range(cuda.grid(1), samples * lines, cuda.gridsize(1)):
+        s = item // lines
+        line = item - s * lines
+        total = 0.0
+        projection = 0.0
+        for k in range(length):
+            index = _line(s, line, k, along_rows)
+            total += x[index] * x[index]
+            projection += y[index] * dy[index]
+        _, bounded = _inverse_norm(total, epsilon)
+        if bounded:
+            projection = 0.0
+        factor = scale[s, line]
+        for k in range(length):
+            index = _line(s, line, k, along_rows)
+            dx[index] = factor * (dy[index] - y[index] * projection)
+
+
+def l2_normalize_forward(x, along_rows, epsilon, scale, y):
+    """Each line of each sample scaled by ``min(1 / ||line||, 1 / epsilon)``,
+    as the CPU twin: a thread per line."""
+    _l2_normalize_forward[blocks(scale.size), THREADS](x, bool(along_rows), float(epsilon), scale, y)
+
+
+def l2_normalize_backward(x, y, dy, scale, along_rows, epsilon, dx):
+    """The gradient of ``l2_normalize_forward``, as the CPU twin."""
+    _l2_normalize_backward[blocks(scale.size), THREADS](x, y, dy, scale, bool(along_rows), float(epsilon), dx)

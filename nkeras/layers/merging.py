@@ -9,6 +9,7 @@ buffer. They pass the first input's mask through.
 
 import math
 
+from nkeras.config import epsilon
 from nkeras.kernels.cpu.merge import ADD, MULTIPLY, SUBTRACT
 from nkeras.layers.core import _as_2d
 from nkeras.layers.layer import Layer
@@ -246,7 +247,8 @@ class Dot(Layer):
         axes: an int (the same axis of both inputs) or a pair of ints; axes
             count the batch axis as 0, negative ones from the end.
         normalize: whether to L2-normalise both inputs along their axis
-            first (a cosine proximity); not supported yet.
+            first, as Keras does (``x * min(1 / ||x||, 1 / epsilon())``):
+            the dot product is then the cosine proximity.
     """
 
     def __init__(self, axes, normalize=False, **kwargs):
@@ -258,10 +260,8 @@ class Dot(Layer):
         )
         if not valid:
             raise ValueError(f"Dot '{self.name}': axes must be an int or a pair of ints, got {axes!r}")
-        if normalize:
-            raise NotImplementedError(f"Layer '{self.name}': normalize=True not supported yet in nkeras")
         self.axes = tuple(pair) if pair is not None else axes
-        self.normalize = normalize
+        self.normalize = bool(normalize)
 
     def _axes(self, shapes):
         pair = self.axes if isinstance(self.axes, tuple) else (self.axes, self.axes)
@@ -314,27 +314,72 @@ class Dot(Layer):
         n = y3.shape[1] if transpose_y else y3.shape[2]
         return out.reshape(out.shape[0], m, n)
 
+    def state_shapes(self, input_shapes, training):
+        if not self.normalize:
+            return {}
+        shapes = {}
+        for name, shape, along_rows in zip(("x", "y"), input_shapes, self._normalized_axes(input_shapes)):
+            shape3 = self._shape_3d(name, shape)
+            shapes[f"{name}_normalized"] = shape3
+            if training:
+                shapes[f"{name}_normalized_grad"] = shape3
+            shapes[f"{name}_scale"] = (shape3[0], shape3[2] if along_rows else shape3[1])
+        return shapes
+
+    @staticmethod
+    def _shape_3d(name, shape):
+        if len(shape) == 3:
+            return tuple(shape)
+        return (shape[0], 1, shape[1]) if name == "x" else (shape[0], shape[1], 1)
+
+    def _normalized_axes(self, shapes):
+        """Per input, whether its contraction axis is axis 1 of its 3-D view."""
+        axis_x, axis_y = self._axes(shapes)
+        return (len(shapes[0]) == 3 and axis_x == 1, len(shapes[1]) == 2 or axis_y == 1)
+
     def forward(self, ctx, inputs, outputs, state):
         x3, tx, y3, ty = self._operands(inputs[0], inputs[1])
+        if self.normalize:
+            x3, y3 = self._normalize(ctx, inputs, x3, y3, state)
         ctx.ops.batch_matmul(x3, y3, tx, ty, self._as_product(x3, tx, y3, ty, outputs[0]))
+
+    def _normalize(self, ctx, inputs, x3, y3, state):
+        along = self._normalized_axes([inputs[0].shape, inputs[1].shape])
+        normalized = []
+        for name, array, along_rows in zip(("x", "y"), (x3, y3), along):
+            out = state[f"{name}_normalized"]
+            ctx.ops.l2_normalize_forward(array, along_rows, epsilon(), state[f"{name}_scale"], out)
+            normalized.append(out)
+        return normalized
 
     def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
         x3, tx, y3, ty = self._operands(inputs[0], inputs[1])
+        raw = (x3, y3)
+        if self.normalize:
+            x3, y3 = state["x_normalized"], state["y_normalized"]
         dout = self._as_product(x3, tx, y3, ty, output_grads[0])
         dx, dy = input_grads
+        dx3 = None if dx is None else (state["x_normalized_grad"] if self.normalize else dx.reshape(x3.shape))
+        dy3 = None if dy is None else (state["y_normalized_grad"] if self.normalize else dy.reshape(y3.shape))
         # out = X @ Y with X = op(x), Y = op(y): dX = dout @ Y.T, dY = X.T @ dout.
-        if dx is not None:
-            dx3 = dx.reshape(x3.shape)
+        if dx3 is not None:
             if tx:
                 ctx.ops.batch_matmul(y3, dout, ty, True, dx3)
             else:
                 ctx.ops.batch_matmul(dout, y3, False, not ty, dx3)
-        if dy is not None:
-            dy3 = dy.reshape(y3.shape)
+        if dy3 is not None:
             if ty:
                 ctx.ops.batch_matmul(dout, x3, True, tx, dy3)
             else:
                 ctx.ops.batch_matmul(x3, dout, not tx, False, dy3)
+        if self.normalize:
+            along = self._normalized_axes([inputs[0].shape, inputs[1].shape])
+            for name, grad, source, along_rows in zip(("x", "y"), (dx, dy), raw, along):
+                if grad is not None:
+                    ctx.ops.l2_normalize_backward(
+                        source, state[f"{name}_normalized"], state[f"{name}_normalized_grad"], state[f"{name}_scale"],
+                        along_rows, epsilon(), grad.reshape(source.shape),
+                    )
 
     def get_config(self):
         return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
