@@ -94,8 +94,13 @@ def test_time_distributed_rejects_bad_inputs_naming_the_layer(make, shape, error
         make()(keras.Input(shape))
 
 
+def test_time_distributed_takes_one_tensor():
+    with pytest.raises(ValueError, match="TimeDistributed 'td': expected one input"):
+        layers.TimeDistributed(layers.Dense(2), name="td")([keras.Input((3, 4)), keras.Input((3, 4))])
+
+
 def test_time_distributed_needs_a_layer():
-    with pytest.raises(ValueError, match="TimeDistributed 'td': layer must be a keras.layers.Layer instance"):
+    with pytest.raises(TypeError, match="TimeDistributed 'td': layer must be a keras.layers.Layer instance"):
         layers.TimeDistributed("dense", name="td")
 
 

@@ -18,7 +18,7 @@ def _inner_layer(wrapper, value, argument):
 
         return deserialize_layer(value, what=f"{type(wrapper).__name__} '{wrapper.name}' {argument}")
     if not isinstance(value, Layer):
-        raise ValueError(
+        raise TypeError(
             f"{type(wrapper).__name__} '{wrapper.name}': {argument} must be a keras.layers.Layer instance, "
             f"got {type(value).__name__}"
         )
@@ -100,7 +100,8 @@ class TimeDistributed(Layer):
     # ---- shapes ------------------------------------------------------------
 
     def _step_shape(self, input_shape):
-        if not isinstance(input_shape, tuple) or len(input_shape) < 3:
+        # One shape starts with the batch dimension (None), a list of shapes with a shape.
+        if input_shape[0] is not None or len(input_shape) < 3:
             raise ValueError(
                 f"TimeDistributed '{self.name}': expected one input of shape (batch, timesteps, ...) with rank >= 3, "
                 f"got {input_shape}"
@@ -119,7 +120,8 @@ class TimeDistributed(Layer):
 
     def compute_output_shape(self, input_shape):
         step_output = self.layer.compute_output_shape(self._step_shape(input_shape))
-        if isinstance(step_output, list):
+        several_outputs = isinstance(step_output, list)
+        if several_outputs:
             raise ValueError(
                 f"TimeDistributed '{self.name}': the inner layer '{self.layer.name}' returns several tensors; "
                 "TimeDistributed wraps layers with one output"
