@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from devices import device_cases, ops_for
-from nkeras.kernels.cpu.merge import ADD, MULTIPLY, SUBTRACT
+from nkeras.kernels.cpu.merge import ADD, AVERAGE, CONCAT, MULTIPLY, PRODUCT, SUBTRACT, SUM
 
 DTYPES = [np.float32, np.float64]
 SHAPES = [(1, 1), (3, 7), (33, 5), (130, 129)]
@@ -162,3 +162,44 @@ def test_l2_normalize_matches_numpy(device, shape, along_rows, dtype, rng):
     ops.l2_normalize_backward(x.astype(dtype), y, dy.astype(dtype), got_scale, along_rows, epsilon, dx)
     np.testing.assert_allclose(dx, expected, rtol=2e-4 if dtype == np.float32 else 1e-10,
                                atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+def _reference_directions(forward, backward, reverse, mode):
+    other = backward[:, ::-1] if reverse else backward
+    return {CONCAT: np.concatenate([forward, other], axis=-1), SUM: forward + other,
+            AVERAGE: (forward + other) / 2, PRODUCT: forward * other}[mode]
+
+
+@pytest.mark.parametrize("device,shape", device_cases([(1, 1, 1), (2, 5, 3), (3, 7, 33)]))
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("mode", [CONCAT, SUM, AVERAGE, PRODUCT])
+def test_merge_directions_match_numpy(device, shape, reverse, mode, rng):
+    ops = ops_for(device)
+    forward, backward = rng.standard_normal((2,) + shape)
+    expected = _reference_directions(forward, backward, reverse, mode)
+    out = np.full(expected.shape, np.nan)
+    ops.merge_directions_forward(forward, backward, reverse, mode, out)
+    np.testing.assert_allclose(out, expected, rtol=1e-14)
+    dy = rng.standard_normal(expected.shape)
+    dforward, dbackward = np.full(shape, np.nan), np.full(shape, np.nan)
+    ops.merge_directions_backward(forward, backward, dy, reverse, mode, dforward, dbackward)
+    # The gradients of sum(out * dy), in closed form per mode.
+    flip = (lambda a: a[:, ::-1]) if reverse else (lambda a: a)
+    units = shape[2]
+    want_forward, want_backward = {
+        CONCAT: lambda: (dy[..., :units], flip(dy[..., units:])),
+        SUM: lambda: (dy, flip(dy)),
+        AVERAGE: lambda: (dy / 2, flip(dy / 2)),
+        PRODUCT: lambda: (dy * flip(backward), flip(dy * forward)),
+    }[mode]()
+    np.testing.assert_allclose(dforward, want_forward, rtol=1e-14)
+    np.testing.assert_allclose(dbackward, want_backward, rtol=1e-14)
+
+
+@pytest.mark.parametrize("device,shape", device_cases([(1, 1, 1), (2, 5, 3), (4, 6, 40)]))
+def test_reverse_steps_matches_numpy(device, shape, rng):
+    ops = ops_for(device)
+    x = rng.standard_normal(shape)
+    y = np.full(shape, np.nan)
+    ops.reverse_steps(x, y)
+    np.testing.assert_array_equal(y, x[:, ::-1])

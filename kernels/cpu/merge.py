@@ -13,7 +13,9 @@ offset: a concatenation along any axis is a concatenation of columns of the
 
 ``batch_matmul`` multiplies per sample, either operand read transposed
 (Dot's forward and both of its gradients); ``l2_normalize_forward`` and
-``_backward`` give Dot's ``normalize=True``. ``permute_axes`` transposes the
+``_backward`` give Dot's ``normalize=True``; ``merge_directions_forward``
+and ``_backward`` merge Bidirectional's two directions (the backward one in
+reversed step order) and ``reverse_steps`` flips a sequence. ``permute_axes`` transposes the
 four non-batch axes of a 5-D view; ``repeat_vector_forward``/``_backward``
 copy a vector along a new axis and sum the gradient back.
 """
@@ -271,3 +273,83 @@ def l2_normalize_backward(x, y, dy, scale, along_rows, epsilon, dx):
             for k in range(length):
                 index = _line(s, line, k, along_rows)
                 dx[index] = factor * (dy[index] - y[index] * projection)
+
+
+# Bidirectional's merge modes (shared with the CUDA twins).
+CONCAT = 0
+SUM = 1
+AVERAGE = 2
+PRODUCT = 3
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _source_step(t, steps, reverse):
+    return steps - 1 - t if reverse else t
+
+
+@njit(cache=True, error_model="numpy")
+def reverse_steps(x, y):
+    """``y[b, t] = x[b, steps - 1 - t]``.
+
+    x, y: (batch, steps, features).
+    """
+    batch, steps, features = y.shape
+    for b in range(batch):
+        for t in range(steps):
+            for f in range(features):
+                y[b, t, f] = x[b, steps - 1 - t, f]
+
+
+@njit(cache=True, error_model="numpy")
+def merge_directions_forward(forward, backward, reverse, mode, out):
+    """Bidirectional's merge of the two directions' outputs, the backward
+    one read in reversed step order when ``reverse``: ``mode`` CONCAT puts
+    it after the forward one's features, SUM adds, AVERAGE averages and
+    PRODUCT multiplies them.
+
+    forward, backward: (batch, steps, units); out: (batch, steps, 2 * units)
+    for CONCAT, else (batch, steps, units).
+    """
+    batch, steps, units = forward.shape
+    for b in range(batch):
+        for t in range(steps):
+            s = _source_step(t, steps, reverse)
+            for j in range(units):
+                f = forward[b, t, j]
+                r = backward[b, s, j]
+                if mode == CONCAT:
+                    out[b, t, j] = f
+                    out[b, t, units + j] = r
+                elif mode == SUM:
+                    out[b, t, j] = f + r
+                elif mode == AVERAGE:
+                    out[b, t, j] = (f + r) * 0.5
+                else:
+                    out[b, t, j] = f * r
+
+
+@njit(cache=True, error_model="numpy")
+def merge_directions_backward(forward, backward, dy, reverse, mode, dforward, dbackward):
+    """The gradients of ``merge_directions_forward`` for each direction's
+    output (``dbackward`` in the backward layer's own step order).
+
+    forward, backward, dforward, dbackward: (batch, steps, units); dy as
+    the forward's ``out``.
+    """
+    batch, steps, units = forward.shape
+    for b in range(batch):
+        for t in range(steps):
+            s = _source_step(t, steps, reverse)
+            for j in range(units):
+                if mode == CONCAT:
+                    dforward[b, t, j] = dy[b, t, j]
+                    dbackward[b, s, j] = dy[b, t, units + j]
+                elif mode == SUM:
+                    dforward[b, t, j] = dy[b, t, j]
+                    dbackward[b, s, j] = dy[b, t, j]
+                elif mode == AVERAGE:
+                    dforward[b, t, j] = dy[b, t, j] * 0.5
+                    dbackward[b, s, j] = dy[b, t, j] * 0.5
+                else:
+                    dforward[b, t, j] = dy[b, t, j] * backward[b, s, j]
+                    dbackward[b, s, j] = dy[b, t, j] * forward[b, t, j]

@@ -6,7 +6,17 @@ are small; the sum's order matches a plain loop, not BLAS's blocking)."""
 
 from numba import cuda
 
-from nkeras.kernels.cpu.merge import _combine, _inverse_norm, _inverse_pick, _line, _wins
+from nkeras.kernels.cpu.merge import (
+    AVERAGE,
+    CONCAT,
+    SUM,
+    _combine,
+    _inverse_norm,
+    _inverse_pick,
+    _line,
+    _source_step,
+    _wins,
+)
 from nkeras.kernels.cuda.launch import THREADS, blocks
 
 
@@ -226,3 +236,73 @@ def l2_normalize_forward(x, along_rows, epsilon, scale, y):
 def l2_normalize_backward(x, y, dy, scale, along_rows, epsilon, dx):
     """The gradient of ``l2_normalize_forward``, as the CPU twin."""
     _l2_normalize_backward[blocks(scale.size), THREADS](x, y, dy, scale, bool(along_rows), float(epsilon), dx)
+
+
+@cuda.jit(cache=True)
+def _reverse_steps(x, y):
+    _, steps, features = y.shape
+    for k in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        f = k % features
+        t = (k // features) % steps
+        b = k // (steps * features)
+        y[b, t, f] = x[b, steps - 1 - t, f]
+
+
+@cuda.jit(cache=True)
+def _merge_directions_forward(forward, backward, reverse, mode, out):
+    _, steps, units = forward.shape
+    for k in range(cuda.grid(1), forward.size, cuda.gridsize(1)):
+        j = k % units
+        t = (k // units) % steps
+        b = k // (steps * units)
+        s = _source_step(t, steps, reverse)
+        f = forward[b, t, j]
+        r = backward[b, s, j]
+        if mode == CONCAT:
+            out[b, t, j] = f
+            out[b, t, units + j] = r
+        elif mode == SUM:
+            out[b, t, j] = f + r
+        elif mode == AVERAGE:
+            out[b, t, j] = (f + r) * 0.5
+        else:
+            out[b, t, j] = f * r
+
+
+@cuda.jit(cache=True)
+def _merge_directions_backward(forward, backward, dy, reverse, mode, dforward, dbackward):
+    _, steps, units = forward.shape
+    for k in range(cuda.grid(1), forward.size, cuda.gridsize(1)):
+        j = k % units
+        t = (k // units) % steps
+        b = k // (steps * units)
+        s = _source_step(t, steps, reverse)
+        if mode == CONCAT:
+            dforward[b, t, j] = dy[b, t, j]
+            dbackward[b, s, j] = dy[b, t, units + j]
+        elif mode == SUM:
+            dforward[b, t, j] = dy[b, t, j]
+            dbackward[b, s, j] = dy[b, t, j]
+        elif mode == AVERAGE:
+            dforward[b, t, j] = dy[b, t, j] * 0.5
+            dbackward[b, s, j] = dy[b, t, j] * 0.5
+        else:
+            dforward[b, t, j] = dy[b, t, j] * backward[b, s, j]
+            dbackward[b, s, j] = dy[b, t, j] * forward[b, t, j]
+
+
+def reverse_steps(x, y):
+    """``y[b, t] = x[b, steps - 1 - t]``."""
+    _reverse_steps[blocks(y.size), THREADS](x, y)
+
+
+def merge_directions_forward(forward, backward, reverse, mode, out):
+    """Bidirectional's merge of the two directions, as the CPU twin."""
+    _merge_directions_forward[blocks(forward.size), THREADS](forward, backward, bool(reverse), int(mode), out)
+
+
+def merge_directions_backward(forward, backward, dy, reverse, mode, dforward, dbackward):
+    """The gradients of ``merge_directions_forward``, as the CPU twin."""
+    _merge_directions_backward[blocks(forward.size), THREADS](
+        forward, backward, dy, bool(reverse), int(mode), dforward, dbackward
+    )

@@ -59,7 +59,7 @@ from nkeras.layers.reshaping import (
     ZeroPadding1D,
     ZeroPadding2D,
 )
-from nkeras.layers.wrappers import TimeDistributed
+from nkeras.layers.wrappers import Bidirectional, TimeDistributed
 
 __all__ = [
     "Activation", "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Conv1D", "Conv2D",
@@ -77,5 +77,5 @@ __all__ = [
     # attention
     "MultiHeadAttention",
     # sequences
-    "Embedding", "Masking", "Permute", "RepeatVector", "TimeDistributed",
+    "Embedding", "Masking", "Permute", "RepeatVector", "TimeDistributed", "Bidirectional",
 ]
