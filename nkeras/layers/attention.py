@@ -371,12 +371,12 @@ class MultiHeadAttention(Layer):
                               state[heads_name], state[heads_name])
         keep_mask = state["keep_mask"]
         if self._has_mask():
-            stand_in = keep_mask
+            padding_stand_in = keep_mask[0]  # any 2-D array: the kernel reads none it is not told to
             ops.attention_keep_mask(
-                tensors.get("attention_mask", stand_in), "attention_mask" in tensors,
-                tensors.get("query_mask", stand_in), "query_mask" in tensors,
-                tensors.get("value_mask", stand_in), "value_mask" in tensors,
-                tensors.get("key_mask", stand_in), "key_mask" in tensors,
+                tensors.get("attention_mask", keep_mask), "attention_mask" in tensors,
+                tensors.get("query_mask", padding_stand_in), "query_mask" in tensors,
+                tensors.get("value_mask", padding_stand_in), "value_mask" in tensors,
+                tensors.get("key_mask", padding_stand_in), "key_mask" in tensors,
                 self._use_causal_mask, keep_mask,
             )
         probs = outputs[1] if self._return_attention_scores else state["probs"]
