@@ -113,8 +113,8 @@ def test_a_built_time_distributed_rejects_another_step_shape():
 
 def _time_distributed_model():
     keras.utils.set_random_seed(9)
-    inputs = keras.Input((3, 4, 4, 1))
-    x = layers.TimeDistributed(layers.Conv2D(2, 3, padding="same", activation="relu"))(inputs)
+    inputs = keras.Input((2, 3, 3, 1))
+    x = layers.TimeDistributed(layers.Conv2D(2, 2, padding="same", activation="relu"))(inputs)
     x = layers.TimeDistributed(layers.Flatten())(x)
     x = layers.TimeDistributed(layers.Dense(2))(x)
     model = keras.Model(inputs, x)
@@ -124,13 +124,13 @@ def _time_distributed_model():
 
 def test_time_distributed_training_on_cuda_matches_the_cpu():
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((4, 3, 4, 4, 1)).astype("float32")
-    y = rng.standard_normal((4, 3, 2)).astype("float32")
+    x = rng.standard_normal((3, 2, 3, 3, 1)).astype("float32")
+    y = rng.standard_normal((3, 2, 2)).astype("float32")
     results = {}
     for device in ("cpu", "cuda"):
         with keras.device(device):
             model = _time_distributed_model()
-            history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history["loss"]
+            history = model.fit(x, y, batch_size=3, epochs=2, shuffle=False, verbose=0).history["loss"]
             results[device] = history, model.get_weights()
     assert results["cpu"][0][1] < results["cpu"][0][0]
     np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-5, atol=1e-6)
@@ -139,9 +139,9 @@ def test_time_distributed_training_on_cuda_matches_the_cpu():
 
 
 def test_time_distributed_files_both_ways(real_keras, tmp_path, rng):
-    x = rng.standard_normal((3, 3, 4, 4, 1)).astype("float32")
+    x = rng.standard_normal((3, 2, 3, 3, 1)).astype("float32")
     ours = _time_distributed_model()
-    ours.fit(x, rng.standard_normal((3, 3, 2)), verbose=0)
+    ours.fit(x, rng.standard_normal((3, 2, 2)), verbose=0)
     ours.save(tmp_path / "ours.keras")
     loaded = keras.models.load_model(tmp_path / "ours.keras")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), ours.predict(x, verbose=0))
