@@ -258,6 +258,7 @@ class Plan:
 
         for index, node in enumerate(graph.nodes):
             layer = node.layer
+            layer.check_runs_on(self.device)
             inputs = [self.values[id(t)] for t in node.data_inputs]
             if layer.output_is_view(self.training):
                 (tensor,) = node.outputs

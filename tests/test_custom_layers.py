@@ -18,7 +18,6 @@ from numba import njit
 import nkeras as keras
 from nkeras import layers
 from nkeras.backend import get_device
-from nkeras.layers.contract import check_has_forward, check_runs_on
 from nkeras.testing import GradientCheckError, check_gradients
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -424,14 +423,13 @@ class KerasStyleLayer(layers.Layer):
 
 def test_a_layer_with_only_keras_call_is_refused_naming_it():
     with pytest.raises(NotImplementedError, match=f"Layer 'doubling' \\(KerasStyleLayer\\) defines Keras's call.*{DOCS}"):
-        check_has_forward(KerasStyleLayer(name="doubling"))
+        KerasStyleLayer(name="doubling").check_has_forward()
     with pytest.raises(NotImplementedError, match=f"defines no forward.*{DOCS}"):
-        check_has_forward(layers.Layer(name="empty"))
+        layers.Layer(name="empty").check_has_forward()
     for layer in (ScaledTanh(), layers.Dense(2), layers.Flatten()):
-        check_has_forward(layer)
+        layer.check_has_forward()
 
 
-@pytest.mark.xfail(strict=True, reason="Layer.__call__ does not call contract.check_has_forward yet (lead)")
 def test_calling_a_keras_style_layer_is_refused():
     with pytest.raises(NotImplementedError, match=DOCS):
         KerasStyleLayer()(keras.Input((3,)))
@@ -440,18 +438,17 @@ def test_calling_a_keras_style_layer_is_refused():
 def test_a_cpu_only_layer_is_refused_on_the_gpu():
     cuda = get_device("cuda")
     with pytest.raises(RuntimeError, match=f"Layer 'scaled' \\(ScaledTanh\\).*runs on cpu.*device 'cuda'.*{DOCS}"):
-        check_runs_on(ScaledTanh(name="scaled"), cuda)
-    check_runs_on(ScaledTanh(), get_device("cpu"))
-    check_runs_on(_example().SwishBeta(), cuda)  # declares supported_devices
+        ScaledTanh(name="scaled").check_runs_on(cuda)
+    ScaledTanh().check_runs_on(get_device("cpu"))
+    _example().SwishBeta().check_runs_on(cuda)  # declares supported_devices
 
     class QuietDense(layers.Dense):  # nkeras's forward: runs anywhere
         pass
 
     for layer in (layers.Dense(2), QuietDense(2), layers.Conv2D(2, 3)):
-        check_runs_on(layer, cuda)
+        layer.check_runs_on(cuda)
 
 
-@pytest.mark.xfail(strict=True, reason="graph.Plan does not call contract.check_runs_on yet (lead)")
 def test_training_a_cpu_only_layer_on_cuda_is_refused(rng):
     with keras.device("cuda"):
         model = keras.Sequential([keras.Input((6,)), ScaledTanh(), layers.Dense(3)])

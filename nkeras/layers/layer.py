@@ -29,6 +29,7 @@ from nkeras.graph import KerasTensor, Node
 from nkeras.variables import Variable
 
 _NAME_COUNTS = {}
+CUSTOM_LAYERS_DOC = "docs/custom_layers.md"
 
 
 def reset_names():
@@ -148,6 +149,7 @@ class Layer:
         the first tensor carries (``reads_mask`` layers); ``single`` says
         whether the layer sees one shape rather than a list (default: when
         there is one tensor)."""
+        self.check_has_forward()
         single = len(tensors) == 1 if single is None else single
         if all(isinstance(t, KerasTensor) for t in tensors) and tensors:
             return self._call_symbolic(tensors, mask, single)
@@ -220,6 +222,7 @@ class Layer:
         else:
             # Run where the weights live (a compiled model may hold them on a GPU).
             device = next((w.device for w in self.weights if w.device is not None), None) or get_device("cpu")
+            self.check_runs_on(device)
             context = ExecutionContext(device, training=False)
             placed_inputs = [device.to_device(a) for a in arrays]
             placed = [device.empty(o.shape, o.dtype) for o in outputs]
@@ -275,10 +278,54 @@ class Layer:
         }
 
     def forward(self, ctx, inputs, outputs, state):
-        raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) has no forward kernel")
+        raise NotImplementedError(f"{self._describe()} has no forward kernel; see {CUSTOM_LAYERS_DOC}")
 
     def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
-        raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) has no backward kernel")
+        raise NotImplementedError(f"{self._describe()} has no backward kernel; see {CUSTOM_LAYERS_DOC}")
+
+    # ---- can it run ----------------------------------------------------------
+
+    def _describe(self):
+        return f"Layer '{self.name}' ({type(self).__name__})"
+
+    def check_has_forward(self):
+        """Raise NotImplementedError when the layer computes nothing nkeras
+        can run: a subclass that defines neither ``forward`` nor a view
+        (Keras's ``call`` alone does not do: it has no backward pass)."""
+        cls = type(self)
+        if cls.forward is not Layer.forward or cls.output_is_view is not Layer.output_is_view:
+            return
+        found = "defines Keras's call(), which nkeras cannot run" if callable(getattr(cls, "call", None)) else "defines no forward()"
+        raise NotImplementedError(
+            f"{self._describe()} {found}. An nkeras layer supplies forward(ctx, inputs, outputs, state), which fills "
+            "the preallocated outputs, and backward(ctx, inputs, outputs, state, output_grads, input_grads), which "
+            f"writes the input and weight gradients, in NumPy or as Numba kernels; see {CUSTOM_LAYERS_DOC}"
+        )
+
+    def check_runs_on(self, device):
+        """Raise RuntimeError when this is a custom layer written for the CPU
+        and ``device`` is not the CPU.
+
+        A layer whose ``forward`` comes from nkeras calls only ``ctx.ops``
+        kernels, which every device has. A custom layer's NumPy or ``@njit``
+        code cannot read GPU arrays, so it runs only on the CPU unless its
+        class declares ``supported_devices = ("cpu", "cuda")``.
+
+        Args:
+            device: the device its plan runs on (``device.name``: "cpu", "cuda").
+        """
+        owner = next(klass for klass in type(self).__mro__ if "forward" in vars(klass) or klass is Layer)
+        if device.name == "cpu" or owner.__module__.split(".")[0] == "nkeras":
+            return
+        supported = tuple(getattr(self, "supported_devices", ("cpu",)))
+        if device.name in supported:
+            return
+        raise RuntimeError(
+            f"{self._describe()} is a custom layer that runs on {', '.join(supported)}, but the model is on device "
+            f"'{device.name}', whose arrays NumPy and @njit code cannot read. Build the model on the CPU "
+            "(`with keras.device('cpu'):`), or give the layer kernels for the GPU and declare them with "
+            f"`supported_devices = ('cpu', 'cuda')`; see {CUSTOM_LAYERS_DOC}"
+        )
 
     # ---- config ----------------------------------------------------------
 
