@@ -31,6 +31,8 @@ class Dense(Layer):
         bias_initializer: initializer of the bias ("zeros").
     """
 
+    supports_masking = True
+
     def __init__(
         self,
         units,
@@ -129,6 +131,8 @@ class Activation(Layer):
         activation: the activation's name, e.g. "relu".
     """
 
+    supports_masking = True
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
@@ -156,6 +160,8 @@ class Dropout(Layer):
         rate: float in [0, 1), the fraction of inputs to drop.
         seed: optional integer seed (drawn from the global stream otherwise).
     """
+
+    supports_masking = True
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
