@@ -8,7 +8,7 @@ first epoch includes Numba/XLA compilation); prediction throughput after one
 warm-up call. Prints a table with nkeras/peer ratios, the workload's FLOPs per
 sample and the bound the machine's measured sgemm rate puts on throughput.
 
-    python asv_bench/compare_peers.py [--frameworks nkeras,torch,jax] [--workload mlp|convnet]
+    python asv_bench/compare_peers.py [--frameworks nkeras,torch,jax] [--workload mlp|convnet|transformer]
         [--epochs 2] [--train-samples 60000] [--batch-size 128]
         [--predict-batch-size 128,1024] [--threads N] [--rounds N] [--synthetic] [--json out.json]
 """
@@ -16,6 +16,7 @@ sample and the bound the machine's measured sgemm rate puts on throughput.
 import argparse
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -147,6 +148,76 @@ def build_torch_convnet(torch):
 
 CONVNET_MACS = (26 * 26 * 32 * 3 * 3 * 1, 11 * 11 * 64 * 3 * 3 * 32, 1600 * 10)
 
+# examples/transformer_classifier.py: rows as steps, one encoder block.
+STEPS, D_MODEL, HEADS, FEED_FORWARD = 28, 64, 4, 128
+
+
+def build_keras_transformer(keras):
+    """The model of examples/transformer_classifier.py; its PositionEmbedding
+    is an nkeras custom layer, so Keras gets the same layer written for it."""
+    if keras.__name__ == "nkeras":
+        spec = importlib.util.spec_from_file_location(
+            "transformer_classifier", os.path.join(os.path.dirname(__file__), "..", "examples", "transformer_classifier.py")
+        )
+        example = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(example)
+        model = example.build_model(D_MODEL, HEADS, FEED_FORWARD)
+    else:
+        layers = keras.layers
+
+        class PositionEmbedding(layers.Layer):
+            def build(self, input_shape):
+                self.embeddings = self.add_weight(shape=input_shape[1:], initializer="uniform", name="embeddings")
+
+            def call(self, x):
+                return x + self.embeddings
+
+        inputs = keras.Input(shape=(STEPS, STEPS))
+        x = PositionEmbedding()(layers.Dense(D_MODEL)(inputs))
+        attended = layers.MultiHeadAttention(HEADS, D_MODEL // HEADS, dropout=0.1)(x, x)
+        x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, attended]))
+        hidden = layers.Dense(FEED_FORWARD, activation="relu")(x)
+        hidden = layers.Dropout(0.1)(layers.Dense(D_MODEL)(hidden))
+        x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, hidden]))
+        outputs = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling1D()(x))
+        model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def build_torch_transformer(torch):
+    nn = torch.nn
+
+    class Transformer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.project = nn.Linear(STEPS, D_MODEL)
+            self.positions = nn.Parameter(torch.empty(STEPS, D_MODEL).uniform_(-0.05, 0.05))
+            self.attention = nn.MultiheadAttention(D_MODEL, HEADS, dropout=0.1, batch_first=True)
+            self.norm1 = nn.LayerNorm(D_MODEL, eps=1e-6)
+            self.feed_forward = nn.Sequential(nn.Linear(D_MODEL, FEED_FORWARD), nn.ReLU(),
+                                              nn.Linear(FEED_FORWARD, D_MODEL), nn.Dropout(0.1))
+            self.norm2 = nn.LayerNorm(D_MODEL, eps=1e-6)
+            self.head = nn.Linear(D_MODEL, 10)
+
+        def forward(self, x):
+            x = self.project(x) + self.positions
+            x = self.norm1(x + self.attention(x, x, x, need_weights=False)[0])
+            x = self.norm2(x + self.feed_forward(x))
+            return self.head(x.mean(dim=1))
+
+    return Transformer()
+
+
+# Per sample: the row projection, the query/key/value/output projections,
+# scores (q k^T) and their product with the values, the feed-forward pair
+# and the head. (The scores and the values product have two operand
+# gradients each; counting one, as for a layer, undercounts by ~3 %.)
+TRANSFORMER_MACS = (
+    STEPS * STEPS * D_MODEL, *(STEPS * D_MODEL * D_MODEL,) * 3, STEPS * STEPS * D_MODEL, STEPS * STEPS * D_MODEL,
+    STEPS * D_MODEL * D_MODEL, STEPS * D_MODEL * FEED_FORWARD, STEPS * FEED_FORWARD * D_MODEL, D_MODEL * 10,
+)
+
 
 WORKLOADS = {
     "mlp": Workload(
@@ -168,6 +239,18 @@ WORKLOADS = {
         build_keras=build_keras_convnet,
         build_torch=build_torch_convnet,
         flops=lambda: layer_stack_flops(CONVNET_MACS, "conv 26x26x32 (3x3x1), conv 11x11x64 (3x3x32), dense 1600-10"),
+    ),
+    "transformer": Workload(
+        description=f"rows as {STEPS} steps: Dense({D_MODEL}) + learned positions -> MultiHeadAttention({HEADS} heads, "
+                    f"dropout 0.1) + Add + LayerNormalization -> Dense({FEED_FORWARD}, relu) -> Dense({D_MODEL}) -> "
+                    "Dropout(0.1) + Add + LayerNormalization -> GlobalAveragePooling1D -> Dense(10, softmax); "
+                    "Adam(1e-3), sparse categorical cross-entropy, accuracy",
+        dataset="fashion_mnist",
+        input_shape=(STEPS, STEPS),
+        num_classes=10,
+        build_keras=build_keras_transformer,
+        build_torch=build_torch_transformer,
+        flops=lambda: layer_stack_flops(TRANSFORMER_MACS, f"encoder block d_model {D_MODEL}, {STEPS} steps"),
     ),
 }
 
