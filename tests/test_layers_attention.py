@@ -174,6 +174,51 @@ def test_weights_configs_and_forward_match_keras(options, call, inputs, real_ker
     assert type(loaded) is MultiHeadAttention and loaded.get_config().keys() == config.keys()
 
 
+def _padded_model(lib, layers):
+    tokens = lib.Input((5,))
+    embedded = layers.Embedding(7, 4, mask_zero=True)(tokens)
+    attended, scores = layers.MultiHeadAttention(2, 3)(embedded, embedded, return_attention_scores=True)
+    return lib.Model(tokens, [attended, scores, layers.Add()([embedded, attended])])
+
+
+def test_padding_masks_of_the_inputs_match_keras(real_keras, rng):
+    """Embedding(mask_zero=True) masks padded steps as queries and as values,
+    as Keras combines them; the output carries the query's mask. (Keras
+    returns the scores here so that it takes its explicit softmax, which
+    gives a query step with nothing to attend to zero attention, as nkeras
+    does; its fused dot_product_attention spreads that step's attention
+    evenly instead: docs/attention.md.)"""
+    tokens = rng.integers(1, 7, (3, 5)).astype("float32")
+    tokens[0, 3:] = 0
+    tokens[1, 1] = 0
+    tokens[2, :] = 0  # nothing to attend to: zero attention, the output is the bias
+    theirs = _padded_model(real_keras, real_keras.layers)
+    ours = _padded_model(keras, keras.layers)
+    ours.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype("float32") for w in ours.weights])
+    theirs.set_weights(ours.get_weights())
+    for got, want in zip(ours.predict(tokens, verbose=0), theirs.predict(tokens, verbose=0)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    attended, embedded_mask = ours.layers[2].output[0], ours.layers[1]._inbound_nodes[0].outputs[-1]
+    assert embedded_mask.is_mask and attended._keras_mask is embedded_mask
+
+
+def test_padded_steps_change_nothing_at_the_others_and_train(rng):
+    keras.utils.set_random_seed(2)
+    padded = _padded_model(keras, keras.layers)
+    tokens = rng.integers(1, 7, (4, 5)).astype("float32")
+    tokens[:, 3:] = 0
+    tokens_short = keras.Input((3,))
+    embedded = padded.layers[1](tokens_short)
+    short = keras.Model(tokens_short, padded.layers[2](embedded, embedded, return_attention_scores=True))
+    long_outputs, short_outputs = padded.predict(tokens, verbose=0), short.predict(tokens[:, :3], verbose=0)
+    np.testing.assert_allclose(long_outputs[0][:, :3], short_outputs[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(long_outputs[1][:, :, :3, :3], short_outputs[1], rtol=1e-5, atol=1e-6)
+    trained = keras.Model(padded.inputs, padded.outputs[2])
+    trained.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    history = trained.fit(tokens, np.ones((4, 5, 4)), epochs=3, verbose=0).history["loss"]
+    assert history[-1] < history[0]
+
+
 def test_glorot_fans_are_those_of_the_projection_matrices():
     layer = MultiHeadAttention(8, 4)
     _call(layer, {"query": np.zeros((1, 3, 16)), "value": np.zeros((1, 3, 16))}, {})
