@@ -81,16 +81,23 @@ def attention_keep_mask(attention_mask, use_attention_mask, query_mask, use_quer
 def _masked_softmax_row(scores, mask, use_mask, b, i):
     """Softmax of ``scores[i, :]`` in place over the value steps sample ``b``'s
     query step ``i`` may attend to; masked entries (and a row with none
-    kept) become 0."""
+    kept) become 0. The maximum stays in the scores' dtype, so float32
+    rows take float32 exponentials."""
     value_steps = scores.shape[1]
-    largest = -np.inf
-    for j in range(value_steps):
-        if (not use_mask or mask[b, i, j] != 0.0) and scores[i, j] > largest:
-            largest = scores[i, j]
-    if largest == -np.inf:
+    largest = scores[i, 0]
+    found = not use_mask
+    if use_mask:
         for j in range(value_steps):
-            scores[i, j] = 0.0
-        return
+            if mask[b, i, j] != 0.0 and (not found or scores[i, j] > largest):
+                largest = scores[i, j]
+                found = True
+        if not found:
+            for j in range(value_steps):
+                scores[i, j] = 0.0
+            return
+    else:
+        for j in range(1, value_steps):
+            largest = max(largest, scores[i, j])
     total = 0.0
     for j in range(value_steps):
         if not use_mask or mask[b, i, j] != 0.0:
