@@ -1,0 +1,655 @@
+"""Recurrent layer kernels (SimpleRNN, LSTM, GRU): the whole sequence in one
+call per direction.
+
+Every op works time-major inside: ``steps`` (timesteps, batch, features)
+holds the inputs in processing order (reversed when ``go_backwards``, times
+the input dropout mask when one is used), so that
+
+- the input projection of every step is ONE BLAS GEMM
+  ``steps (T * B, F) @ kernel (F, k * units)`` into ``gates (T, B, k * units)``;
+- the time loop runs inside the kernel: per step one GEMM
+  ``recurrent_inputs[t] (B, units) @ recurrent_kernel`` into the
+  ``projection`` scratch, then one fused loop that adds the bias, applies
+  the gate activations (stored over the projections in ``gates[t]``) and
+  writes the new state into ``carries[t + 1]`` (and ``cells[t + 1]``);
+- the backward loop walks the steps in reverse, computing each step's gate
+  gradients (written over ``gates[t]``) and the state gradient through one
+  GEMM with the transposed recurrent kernel; then the weight gradients are
+  ONE GEMM each over all steps: ``dkernel = steps^T dgates``,
+  ``drecurrent_kernel = recurrent_inputs^T dgates``, and ``dsteps = dgates
+  kernel^T`` (written over ``steps``) before it is scattered into ``dx``.
+
+So the backward reuses the forward's state buffers as scratch: call it once
+per forward.
+
+With recurrent dropout the recurrent GEMM reads ``recurrent_inputs[t] =
+carries[t] * recurrent_mask`` (T, B, units), which the forward writes;
+without it, ``carries[:T]`` itself, and ``recurrent_inputs`` is not touched
+(a caller may pass any array of that shape, e.g. ``carries[:-1]``).
+
+Masks (``mask``: (batch, timesteps), 1.0 keep, 0.0 skip, in the input's
+order) follow Keras 3: a skipped step keeps the previous state; the output
+at a skipped step is the output of the last kept step (zeros before the
+first one), and so is the last output.
+
+Gate order and weight layout are Keras's: LSTM ``i, f, c, o``; GRU ``z, r,
+h`` with ``bias`` (2, 3 * units) holding the input and recurrent biases
+(``reset_after=True``). ``activation`` and ``recurrent_activation`` are codes
+from ``nkeras.kernels.codes`` whose derivative follows from the output
+(linear, relu, sigmoid, tanh).
+"""
+
+import numpy as np
+from numba import njit
+
+from nkeras.kernels.codes import RELU, SIGMOID, TANH
+from nkeras.kernels.cpu.activation import _act
+from nkeras.kernels.cpu.dropout import _dropout_constants, _uniform
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _grad_from_output(y, code):
+    """``act'(z)`` from ``y = act(z)`` for linear, relu, sigmoid and tanh."""
+    if code == SIGMOID:
+        return y * (1.0 - y)
+    if code == TANH:
+        return 1.0 - y * y
+    if code == RELU:
+        return 1.0 if y > 0.0 else 0.0
+    return 1.0
+
+
+# float32 tanh as x * P(x^2) / Q(x^2) on [-9, 9] (tanh(9) rounds to 1 in
+# float32), a least-squares fit of our own that minimises the largest error:
+# within 4e-7 of tanh in float32 arithmetic. Unlike libm's exp it is plain
+# arithmetic, so the gate loops vectorise (an LSTM step's gates: 5x faster).
+_TANH_CLAMP = np.float32(9.0)
+_P0 = np.float32(0.9999999689336411)
+_P1 = np.float32(0.13079161955681115)
+_P2 = np.float32(0.0030986523374646534)
+_P3 = np.float32(1.1101800399027087e-05)
+_P4 = np.float32(-2.0029457671847618e-08)
+_P5 = np.float32(5.19263795291295e-11)
+_P6 = np.float32(-8.291157812743776e-14)
+_Q1 = np.float32(0.4641248220620069)
+_Q2 = np.float32(0.02447375385782151)
+_Q3 = np.float32(0.00025385981570982266)
+_HALF = np.float32(0.5)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _tanh32(x):
+    """tanh of a float32, vectorisable (see the coefficients above)."""
+    x = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)
+    s = x * x
+    p = _P0 + s * (_P1 + s * (_P2 + s * (_P3 + s * (_P4 + s * (_P5 + s * _P6)))))
+    q = np.float32(1.0) + s * (_Q1 + s * (_Q2 + s * _Q3))
+    return x * p / q
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _sigmoid32(x):
+    """sigmoid of a float32 as ``(1 + tanh(x / 2)) / 2``, vectorisable."""
+    return _HALF + _HALF * _tanh32(_HALF * x)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _gate_act(z, code, fast):
+    """``recurrent_activation(z)``; ``fast`` (float32 with Keras's default
+    activations; the callers pass it as a constant, so the branch folds
+    away) takes the vectorisable sigmoid."""
+    return _sigmoid32(z) if fast else _act(z, code, 0.0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _cell_act(z, code, fast):
+    """``activation(z)``; ``fast`` as in ``_gate_act``, with tanh."""
+    return _tanh32(z) if fast else _act(z, code, 0.0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _fast_path(steps, activation, recurrent_activation):
+    """Whether the vectorisable float32 sigmoid and tanh apply."""
+    return steps.itemsize == 4 and activation == TANH and recurrent_activation == SIGMOID
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _input_time(step, timesteps, go_backwards):
+    """The input timestep processed at ``step``."""
+    return timesteps - 1 - step if go_backwards else step
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _lstm_state(i, f, g, o, c_prev, activation, fast):
+    """One LSTM unit's new cell and hidden values from its activated gates."""
+    c = f * c_prev + i * g
+    return c, o * _cell_act(c, activation, fast)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _lstm_output_grads(o, c, dh, dc, activation, recurrent_activation, fast):
+    """The output gate's pre-activation gradient and the whole gradient of
+    the new cell value, given those of the new hidden (``dh``) and cell
+    (``dc``, from the next step) values."""
+    a = _cell_act(c, activation, fast)
+    return dh * a * _grad_from_output(o, recurrent_activation), dc + dh * o * _grad_from_output(a, activation)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _lstm_input_grads(i, f, g, c_prev, dc, activation, recurrent_activation):
+    """The i, f, c gates' pre-activation gradients and the gradient of the
+    previous cell value, given the new cell value's gradient ``dc``."""
+    return (dc * g * _grad_from_output(i, recurrent_activation),
+            dc * c_prev * _grad_from_output(f, recurrent_activation),
+            dc * i * _grad_from_output(g, activation),
+            dc * f)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _gru_state(z, r, xh, rh, h_prev, activation, fast):
+    """One GRU unit (reset_after): the candidate and the new hidden value
+    from the update and reset gates and the candidate's input (``xh``) and
+    recurrent (``rh``) projections, biases included."""
+    hh = _cell_act(xh + r * rh, activation, fast)
+    return hh, z * h_prev + (1.0 - z) * hh
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _gru_cell_grads(z, r, hh, rh, h_prev, dh, activation, recurrent_activation):
+    """Gradients of the input-side pre-activations (``dxz, dxr, dxh``), of
+    the recurrent candidate projection ``drh``, and the direct part of
+    ``dh_prev`` (through ``z * h_prev``)."""
+    dz = dh * (h_prev - hh) * _grad_from_output(z, recurrent_activation)
+    dxh = dh * (1.0 - z) * _grad_from_output(hh, activation)
+    dr = dxh * rh * _grad_from_output(r, recurrent_activation)
+    return dz, dr, dxh, dxh * r, dh * z
+
+
+@njit(cache=True, error_model="numpy")
+def draw_dropout_mask(rate, seed, step, mask):
+    """Fill ``mask`` (rows, cols) with 0 (probability ``rate``) or ``1 / (1 -
+    rate)``, drawn from the counter-based hash of (seed, step) as the
+    dropout kernels draw (element ``i * cols + j``)."""
+    key, keep_scale = _dropout_constants(rate, seed, step)
+    rows, cols = mask.shape
+    for i in range(rows):
+        for j in range(cols):
+            mask[i, j] = 0.0 if _uniform(key, i * cols + j) < rate else keep_scale
+
+
+@njit(cache=True, error_model="numpy")
+def _gather_steps(x, input_mask, use_input_mask, go_backwards, steps):
+    """``steps[t, b] = x[b, input_time(t)] (* input_mask[b])``."""
+    batch, timesteps, features = x.shape
+    for t in range(timesteps):
+        source = _input_time(t, timesteps, go_backwards)
+        for b in range(batch):
+            if use_input_mask:
+                for f in range(features):
+                    steps[t, b, f] = x[b, source, f] * input_mask[b, f]
+            else:
+                for f in range(features):
+                    steps[t, b, f] = x[b, source, f]
+
+
+@njit(cache=True, error_model="numpy")
+def _scatter_steps(dsteps, input_mask, use_input_mask, go_backwards, dx):
+    """``dx[b, input_time(t)] = dsteps[t, b] (* input_mask[b])``: the inverse of ``_gather_steps``."""
+    batch, timesteps, features = dx.shape
+    for t in range(timesteps):
+        target = _input_time(t, timesteps, go_backwards)
+        for b in range(batch):
+            if use_input_mask:
+                for f in range(features):
+                    dx[b, target, f] = dsteps[t, b, f] * input_mask[b, f]
+            else:
+                for f in range(features):
+                    dx[b, target, f] = dsteps[t, b, f]
+
+
+@njit(cache=True, error_model="numpy")
+def _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries):
+    """Gather the steps, project every step's input in one GEMM, start the state."""
+    timesteps, batch, features = steps.shape
+    _gather_steps(x, input_mask, use_input_mask, go_backwards, steps)
+    np.dot(steps.reshape(timesteps * batch, features), kernel, gates.reshape(timesteps * batch, gates.shape[2]))
+    carries[0] = h0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _recurrent_source(carries, recurrent_inputs, use_recurrent_mask):
+    """What the recurrent GEMM reads: ``recurrent_inputs`` with recurrent
+    dropout, else the hidden states ``carries[:T]`` themselves."""
+    return recurrent_inputs if use_recurrent_mask else carries[:carries.shape[0] - 1]
+
+
+@njit(cache=True, error_model="numpy")
+def _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs):
+    if use_recurrent_mask:
+        batch, units = recurrent_mask.shape
+        for b in range(batch):
+            for j in range(units):
+                recurrent_inputs[t, b, j] = carries[t, b, j] * recurrent_mask[b, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _write_outputs(carries, keep, b, t, y):
+    """Row ``b`` of the layer output at step ``t``: the new hidden value on
+    a kept step, else the previous output (zeros before the first kept
+    step). ``y`` is (B, T, U) for sequences or (B, 1, U) for the last
+    output only."""
+    units = carries.shape[2]
+    slot = t if y.shape[1] > 1 else 0
+    if keep:
+        for j in range(units):
+            y[b, slot, j] = carries[t + 1, b, j]
+    elif t == 0:
+        for j in range(units):
+            y[b, slot, j] = 0.0
+    elif slot > 0:
+        for j in range(units):
+            y[b, slot, j] = y[b, slot - 1, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _add_output_grads(dy, keep, b, t, timesteps, pending, dh):
+    """Route row ``b`` of the output gradient at step ``t`` (for the last
+    output only at the last step): a kept step adds it, and what later
+    skipped steps passed back in ``pending``, to ``dh``; a skipped step
+    passes it on in ``pending`` to the last kept step before it."""
+    units = dh.shape[1]
+    target = dh if keep else pending
+    if dy.shape[1] > 1:
+        for j in range(units):
+            target[b, j] += dy[b, t, j]
+    elif t == timesteps - 1:
+        for j in range(units):
+            target[b, j] += dy[b, 0, j]
+    if keep:
+        for j in range(units):
+            dh[b, j] += pending[b, j]
+            pending[b, j] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _carry_state(states, b, t):
+    """A skipped step keeps row ``b`` of the previous state."""
+    for j in range(states.shape[2]):
+        states[t + 1, b, j] = states[t, b, j]
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _keep(mask, use_mask, b, t, timesteps, go_backwards):
+    return mask[b, _input_time(t, timesteps, go_backwards)] != 0.0 if use_mask else True
+
+
+@njit(cache=True, error_model="numpy")
+def _weight_grads(steps, kernel, gate_grads, recurrent_gate_grads, recurrent_inputs, input_mask, use_input_mask,
+                  go_backwards, dkernel, drecurrent_kernel, dx, need_dx):
+    """``dkernel = steps^T gate_grads`` and ``drecurrent_kernel =
+    recurrent_inputs^T recurrent_gate_grads`` over all steps at once; when
+    ``need_dx``, ``dx`` from ``gate_grads kernel^T`` (computed over ``steps``)."""
+    timesteps, batch, features = steps.shape
+    rows = timesteps * batch
+    flat_steps = steps.reshape(rows, features)
+    flat_grads = gate_grads.reshape(rows, gate_grads.shape[2])
+    np.dot(flat_steps.T, flat_grads, dkernel)
+    flat_recurrent = recurrent_gate_grads.reshape(rows, recurrent_gate_grads.shape[2])
+    np.dot(recurrent_inputs.reshape(rows, recurrent_inputs.shape[2]).T, flat_recurrent, drecurrent_kernel)
+    if need_dx:
+        np.dot(flat_grads, kernel.T, flat_steps)
+        _scatter_steps(steps, input_mask, use_input_mask, go_backwards, dx)
+
+
+@njit(cache=True, error_model="numpy")
+def _column_sums(grads, out):
+    """``out[j] = sum of grads[:, :, j]``."""
+    timesteps, batch, cols = grads.shape
+    for j in range(cols):
+        out[j] = 0.0
+    for t in range(timesteps):
+        for b in range(batch):
+            for j in range(cols):
+                out[j] += grads[t, b, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _start_carry_grads(d_final, use_state_grads, carry_grad):
+    batch, units = carry_grad.shape
+    for b in range(batch):
+        for j in range(units):
+            carry_grad[b, j] = d_final[b, j] if use_state_grads else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _recurrent_carry_grad(through, recurrent_mask, use_recurrent_mask, keep, b, dh):
+    """``dh[b] (+)= through[b] (* recurrent_mask[b])`` on a kept step; a
+    skipped step passes ``dh[b]`` on unchanged."""
+    if keep:
+        for j in range(dh.shape[1]):
+            value = through[b, j] * recurrent_mask[b, j] if use_recurrent_mask else through[b, j]
+            dh[b, j] += value
+
+
+@njit(cache=True, error_model="numpy")
+def _activate_gates(t, b, start, stop, code, fast, candidate, bias, use_bias, projection, gates):
+    """``gates[t, b, k] = act(gates[t, b, k] + projection[b, k] (+ bias[k]))``
+    for ``k`` in ``[start, stop)``, with ``activation`` for the
+    ``candidate`` block, else ``recurrent_activation``: one short loop per
+    gate block, which LLVM vectorises (one loop over every gate and state
+    array does not)."""
+    if use_bias:
+        for k in range(start, stop):
+            z = gates[t, b, k] + projection[b, k] + bias[k]
+            gates[t, b, k] = _cell_act(z, code, fast) if candidate else _gate_act(z, code, fast)
+    else:
+        for k in range(start, stop):
+            z = gates[t, b, k] + projection[b, k]
+            gates[t, b, k] = _cell_act(z, code, fast) if candidate else _gate_act(z, code, fast)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, fast,
+               gates, carries, cells, projection, y):
+    """Step ``t`` after its recurrent GEMM: bias, gate activations, new state, output."""
+    timesteps, batch, _ = gates.shape
+    units = carries.shape[2]
+    for b in range(batch):
+        keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
+        if keep:
+            _activate_gates(t, b, 0, 2 * units, recurrent_activation, fast, False, bias, use_bias, projection, gates)
+            _activate_gates(t, b, 2 * units, 3 * units, activation, fast, True, bias, use_bias, projection, gates)
+            _activate_gates(t, b, 3 * units, 4 * units, recurrent_activation, fast, False, bias, use_bias, projection, gates)
+            for j in range(units):
+                c, h = _lstm_state(gates[t, b, j], gates[t, b, units + j], gates[t, b, 2 * units + j],
+                                   gates[t, b, 3 * units + j], cells[t, b, j], activation, fast)
+                cells[t + 1, b, j] = c
+                carries[t + 1, b, j] = h
+        else:
+            _carry_state(carries, b, t)
+            _carry_state(cells, b, t)
+        _write_outputs(carries, keep, b, t, y)
+
+
+@njit(cache=True, error_model="numpy")
+def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_mask, input_mask, use_input_mask,
+                 recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
+                 steps, gates, carries, cells, recurrent_inputs, projection, y):
+    """An LSTM over the whole sequence.
+
+    x: (B, T, F); kernel: (F, 4U); recurrent_kernel: (U, 4U); bias: (4U,)
+    (read when ``use_bias``); h0, c0: (B, U) initial states; mask: (B, T);
+    input_mask: (B, F); recurrent_mask: (B, U) (each read only when its
+    ``use_`` flag is set). State: steps (T, B, F), gates (T, B, 4U) (the
+    activated gates i, f, c, o), carries and cells (T + 1, B, U) (h_t and
+    c_t, index 0 the initial state), recurrent_inputs (T, B, U) (see the
+    module doc), projection (B, 4U) scratch. Output y: (B, T, U) for the
+    sequence or (B, 1, U) for the last output.
+    """
+    timesteps = steps.shape[0]
+    fast = _fast_path(steps, activation, recurrent_activation)
+    _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries)
+    cells[0] = c0
+    source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
+    for t in range(timesteps):
+        _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
+        np.dot(source[t], recurrent_kernel, projection)
+        if fast:
+            _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, True,
+                       gates, carries, cells, projection, y)
+        else:
+            _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, False,
+                       gates, carries, cells, projection, y)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation, fast,
+                     gates, cells, dy, dh, dc, pending):
+    """Step ``t``'s gate gradients (over ``gates[t]``); ``dc`` becomes step
+    ``t - 1``'s cell gradient and ``dh`` its direct part (zero on kept rows,
+    which get theirs through the recurrent GEMM)."""
+    timesteps, batch, _ = gates.shape
+    units = cells.shape[2]
+    for b in range(batch):
+        keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
+        _add_output_grads(dy, keep, b, t, timesteps, pending, dh)
+        if keep:
+            for j in range(units):
+                dzo, dc_total = _lstm_output_grads(gates[t, b, 3 * units + j], cells[t + 1, b, j], dh[b, j],
+                                                   dc[b, j], activation, recurrent_activation, fast)
+                gates[t, b, 3 * units + j] = dzo
+                dc[b, j] = dc_total
+                dh[b, j] = 0.0
+            for j in range(units):
+                dzi, dzf, dzc, dc_prev = _lstm_input_grads(gates[t, b, j], gates[t, b, units + j],
+                                                           gates[t, b, 2 * units + j], cells[t, b, j], dc[b, j],
+                                                           activation, recurrent_activation)
+                gates[t, b, j] = dzi
+                gates[t, b, units + j] = dzf
+                gates[t, b, 2 * units + j] = dzc
+                dc[b, j] = dc_prev
+        else:
+            for k in range(4 * units):
+                gates[t, b, k] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
+                  use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries, cells,
+                  recurrent_inputs, dy, dh_final, dc_final, use_state_grads, carry_grads,
+                  dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, dc0, need_initial_grads):
+    """Gradients of ``lstm_forward`` through time, from its state.
+
+    dy: like ``y``; dh_final, dc_final: (B, U) gradients of the final states
+    (read when ``use_state_grads``); carry_grads: (4, B, U) scratch. Writes
+    dkernel, drecurrent_kernel, dbias (when ``use_bias``), dx (B, T, F)
+    when ``need_dx`` and dh0, dc0 when ``need_initial_grads``. Overwrites
+    ``gates`` and ``steps``.
+    """
+    timesteps, batch, _ = steps.shape
+    fast = _fast_path(steps, activation, recurrent_activation)
+    dh, dc, pending, through = carry_grads[0], carry_grads[1], carry_grads[2], carry_grads[3]
+    _start_carry_grads(dh_final, use_state_grads, dh)
+    _start_carry_grads(dc_final, use_state_grads, dc)
+    pending[:, :] = 0.0
+    for t in range(timesteps - 1, -1, -1):
+        if fast:
+            _lstm_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation, True,
+                             gates, cells, dy, dh, dc, pending)
+        else:
+            _lstm_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation, False,
+                             gates, cells, dy, dh, dc, pending)
+        np.dot(gates[t], recurrent_kernel.T, through)
+        for b in range(batch):
+            keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
+            _recurrent_carry_grad(through, recurrent_mask, use_recurrent_mask, keep, b, dh)
+    if need_initial_grads:
+        dh0[:, :] = dh
+        dc0[:, :] = dc
+    if use_bias:
+        _column_sums(gates, dbias)
+    _weight_grads(steps, kernel, gates, gates, _recurrent_source(carries, recurrent_inputs, use_recurrent_mask),
+                  input_mask, use_input_mask, go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, fast,
+              gates, carries, candidates, projection, y):
+    """Step ``t`` after its recurrent GEMM: biases, gates z and r, the
+    candidate (its recurrent projection kept in ``candidates``), new state, output."""
+    timesteps, batch, _ = gates.shape
+    units = carries.shape[2]
+    for b in range(batch):
+        keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
+        if keep:
+            if use_bias:
+                for k in range(2 * units):
+                    z = gates[t, b, k] + bias[0, k] + projection[b, k] + bias[1, k]
+                    gates[t, b, k] = _gate_act(z, recurrent_activation, fast)
+                for j in range(units):
+                    candidates[t, b, j] = projection[b, 2 * units + j] + bias[1, 2 * units + j]
+                    gates[t, b, 2 * units + j] += bias[0, 2 * units + j]
+            else:
+                for k in range(2 * units):
+                    gates[t, b, k] = _gate_act(gates[t, b, k] + projection[b, k], recurrent_activation, fast)
+                for j in range(units):
+                    candidates[t, b, j] = projection[b, 2 * units + j]
+            for j in range(units):
+                hh, h = _gru_state(gates[t, b, j], gates[t, b, units + j], gates[t, b, 2 * units + j],
+                                   candidates[t, b, j], carries[t, b, j], activation, fast)
+                gates[t, b, 2 * units + j] = hh
+                carries[t + 1, b, j] = h
+        else:
+            _carry_state(carries, b, t)
+        _write_outputs(carries, keep, b, t, y)
+
+
+@njit(cache=True, error_model="numpy")
+def gru_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
+                recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
+                steps, gates, carries, candidates, recurrent_inputs, projection, y):
+    """A GRU (reset_after=True, Keras 3's default) over the whole sequence.
+
+    As ``lstm_forward`` with 3U gate columns (z, r, h) and no cell state;
+    bias: (2, 3U), the input and the recurrent bias. State ``gates`` ends as
+    the activated z, r and candidate; ``candidates`` (T, B, U) keeps each
+    step's recurrent candidate projection (bias included), which the reset
+    gate multiplies.
+    """
+    timesteps = steps.shape[0]
+    fast = _fast_path(steps, activation, recurrent_activation)
+    _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries)
+    source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
+    for t in range(timesteps):
+        _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
+        np.dot(source[t], recurrent_kernel, projection)
+        if fast:
+            _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, True,
+                      gates, carries, candidates, projection, y)
+        else:
+            _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, False,
+                      gates, carries, candidates, projection, y)
+
+
+@njit(cache=True, error_model="numpy")
+def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
+                 use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries,
+                 candidates, recurrent_inputs, recurrent_grads, dy, dh_final, use_state_grads, carry_grads,
+                 dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
+    """Gradients of ``gru_forward`` through time, from its state.
+
+    recurrent_grads: (T, B, 3U) scratch for the recurrent side's gate
+    gradients (they differ from the input side's in the candidate block,
+    by the reset gate); carry_grads: (3, B, U) scratch; dbias: (2, 3U).
+    Otherwise as ``lstm_backward``, without the cell state.
+    """
+    timesteps, batch, _ = steps.shape
+    units = carries.shape[2]
+    dh, pending, through = carry_grads[0], carry_grads[1], carry_grads[2]
+    _start_carry_grads(dh_final, use_state_grads, dh)
+    pending[:, :] = 0.0
+    for t in range(timesteps - 1, -1, -1):
+        for b in range(batch):
+            keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
+            _add_output_grads(dy, keep, b, t, timesteps, pending, dh)
+            if keep:
+                for j in range(units):
+                    dz, dr, dxh, drh, dh_direct = _gru_cell_grads(
+                        gates[t, b, j], gates[t, b, units + j], gates[t, b, 2 * units + j], candidates[t, b, j],
+                        carries[t, b, j], dh[b, j], activation, recurrent_activation,
+                    )
+                    gates[t, b, j] = dz
+                    gates[t, b, units + j] = dr
+                    gates[t, b, 2 * units + j] = dxh
+                    recurrent_grads[t, b, j] = dz
+                    recurrent_grads[t, b, units + j] = dr
+                    recurrent_grads[t, b, 2 * units + j] = drh
+                    dh[b, j] = dh_direct
+            else:
+                for k in range(3 * units):
+                    gates[t, b, k] = 0.0
+                    recurrent_grads[t, b, k] = 0.0
+        np.dot(recurrent_grads[t], recurrent_kernel.T, through)
+        for b in range(batch):
+            keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
+            _recurrent_carry_grad(through, recurrent_mask, use_recurrent_mask, keep, b, dh)
+    if need_initial_grads:
+        dh0[:, :] = dh
+    if use_bias:
+        _column_sums(gates, dbias[0])
+        _column_sums(recurrent_grads, dbias[1])
+    _weight_grads(steps, kernel, gates, recurrent_grads, _recurrent_source(carries, recurrent_inputs, use_recurrent_mask),
+                  input_mask, use_input_mask, go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
+
+
+@njit(cache=True, error_model="numpy")
+def _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, fast, gates, carries, projection, y):
+    timesteps, batch, _ = gates.shape
+    units = carries.shape[2]
+    for b in range(batch):
+        keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
+        if keep:
+            _activate_gates(t, b, 0, units, activation, fast, True, bias, use_bias, projection, gates)
+            for j in range(units):
+                carries[t + 1, b, j] = gates[t, b, j]
+        else:
+            _carry_state(carries, b, t)
+        _write_outputs(carries, keep, b, t, y)
+
+
+@njit(cache=True, error_model="numpy")
+def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
+                       recurrent_mask, use_recurrent_mask, go_backwards, activation,
+                       steps, gates, carries, recurrent_inputs, projection, y):
+    """A fully connected RNN, ``h_t = act(x_t @ kernel + h_{t-1} @
+    recurrent_kernel + bias)``, over the whole sequence; as ``lstm_forward``
+    with U gate columns (``gates`` ends as each step's new hidden value)
+    and no cell state."""
+    timesteps = steps.shape[0]
+    fast = _fast_path(steps, activation, SIGMOID)
+    _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries)
+    source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
+    for t in range(timesteps):
+        _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
+        np.dot(source[t], recurrent_kernel, projection)
+        if fast:
+            _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, True,
+                             gates, carries, projection, y)
+        else:
+            _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, False,
+                             gates, carries, projection, y)
+
+
+@njit(cache=True, error_model="numpy")
+def simple_rnn_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
+                        recurrent_mask, use_recurrent_mask, go_backwards, activation, steps, gates, carries,
+                        recurrent_inputs, dy, dh_final, use_state_grads, carry_grads,
+                        dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
+    """Gradients of ``simple_rnn_forward`` through time, from its state;
+    carry_grads: (3, B, U) scratch. Otherwise as ``lstm_backward``."""
+    timesteps, batch, _ = steps.shape
+    units = carries.shape[2]
+    dh, pending, through = carry_grads[0], carry_grads[1], carry_grads[2]
+    _start_carry_grads(dh_final, use_state_grads, dh)
+    pending[:, :] = 0.0
+    for t in range(timesteps - 1, -1, -1):
+        for b in range(batch):
+            keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
+            _add_output_grads(dy, keep, b, t, timesteps, pending, dh)
+            if keep:
+                for j in range(units):
+                    gates[t, b, j] = dh[b, j] * _grad_from_output(gates[t, b, j], activation)
+                    dh[b, j] = 0.0
+            else:
+                for j in range(units):
+                    gates[t, b, j] = 0.0
+        np.dot(gates[t], recurrent_kernel.T, through)
+        for b in range(batch):
+            keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
+            _recurrent_carry_grad(through, recurrent_mask, use_recurrent_mask, keep, b, dh)
+    if need_initial_grads:
+        dh0[:, :] = dh
+    if use_bias:
+        _column_sums(gates, dbias)
+    _weight_grads(steps, kernel, gates, gates, _recurrent_source(carries, recurrent_inputs, use_recurrent_mask),
+                  input_mask, use_input_mask, go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
