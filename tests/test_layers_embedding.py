@@ -117,6 +117,12 @@ def test_initial_weights_argument(rng):
     np.testing.assert_array_equal(layer(np.array([[3.0, 1.0]], "float32"))[0], table[[3, 1]])
 
 
+def test_input_length_is_ignored_with_a_warning_as_in_keras():
+    with pytest.warns(UserWarning, match="Embedding 'e': argument `input_length` is deprecated"):
+        layer = layers.Embedding(5, 2, input_length=7, name="e")
+    assert layer(keras.Input((3,))).shape == (None, 3, 2)
+
+
 def test_masking_matches_keras(real_keras, rng):
     x = rng.standard_normal((3, 4, 2)).astype("float32")
     x[0, 1] = 0.25

@@ -1,5 +1,7 @@
 """Embedding: a trainable lookup table from integer indices to vectors."""
 
+import warnings
+
 import numpy as np
 
 from nkeras.layers.core import _reject_unsupported, _serialize_initializer
@@ -37,6 +39,8 @@ class Embedding(Layer):
             (1.0 where the index is not 0) that masking-aware layers
             downstream use; the input must be ``(batch, timesteps)``.
         weights: optional list holding the initial table.
+        input_length: Keras 2's argument, ignored with a warning as Keras 3
+            does (the input's shape gives the length).
     """
 
     def __init__(
@@ -52,9 +56,15 @@ class Embedding(Layer):
         lora_alpha=None,
         quantization_config=None,
         activity_regularizer=None,
+        input_length=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if input_length is not None:
+            warnings.warn(
+                f"Embedding '{self.name}': argument `input_length` is deprecated (Keras 3 ignores it too); "
+                "just remove it", UserWarning, stacklevel=2,
+            )
         self.input_dim = _positive_int(self, "input_dim", input_dim)
         self.output_dim = _positive_int(self, "output_dim", output_dim)
         _reject_unsupported(
