@@ -46,6 +46,7 @@ from nkeras.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from nkeras.layers.recurrent import GRU, LSTM, SimpleRNN
 from nkeras.layers.regularization import SpatialDropout1D, SpatialDropout2D
 from nkeras.layers.reshaping import (
     Cropping1D,
@@ -65,7 +66,7 @@ __all__ = [
     "Activation", "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Conv1D", "Conv2D",
     "Conv2DTranspose", "Cropping1D", "Cropping2D", "Dense", "DepthwiseConv2D", "Dropout", "Flatten",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input",
-    "InputLayer", "Lambda", "Layer", "LayerNormalization", "MaxPooling1D", "MaxPooling2D", "PReLU", "Reshape",
+    "GRU", "InputLayer", "LSTM", "Lambda", "Layer", "LayerNormalization", "SimpleRNN", "MaxPooling1D", "MaxPooling2D", "PReLU", "Reshape",
     "SeparableConv2D", "SpatialDropout1D", "SpatialDropout2D", "UpSampling1D", "UpSampling2D", "ZeroPadding1D",
     "ZeroPadding2D",
     # Keras's short names for the pooling layers
