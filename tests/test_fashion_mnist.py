@@ -74,8 +74,9 @@ def test_quickstart_example_runs_and_learns():
 
 @requires_fashion_mnist
 def test_fashion_mnist_transformer_learns_in_one_epoch():
-    """One epoch of examples/transformer_classifier.py's encoder (its 5-epoch
-    run reaches 0.86 test accuracy: docs/attention.md)."""
+    """One epoch over half the training set of
+    examples/transformer_classifier.py's encoder (0.787 test accuracy; the
+    example's 5-epoch run reaches 0.86: docs/attention.md)."""
     spec = importlib.util.spec_from_file_location("transformer_classifier", ROOT / "examples" / "transformer_classifier.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
@@ -84,7 +85,7 @@ def test_fashion_mnist_transformer_learns_in_one_epoch():
     x_train, x_test = x_train.astype("float32") / 255, x_test.astype("float32") / 255
     model = example.build_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, batch_size=128, epochs=1, verbose=0)
+    model.fit(x_train[:30000], y_train[:30000], batch_size=128, epochs=1, verbose=0)
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    assert accuracy >= 0.78, accuracy
+    assert accuracy >= 0.75, accuracy
     assert np.isfinite(loss)
