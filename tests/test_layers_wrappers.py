@@ -349,3 +349,127 @@ def test_a_bidirectional_model_round_trips_through_a_keras_file(tmp_path, rng):
     loaded = keras.models.load_model(tmp_path / "b.keras")
     assert [w.name for w in loaded.layers[2].weights] == ["w", "u", "w", "u"]
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+# ---- Bidirectional over nkeras's recurrent layers -------------------------------------------
+
+
+def _sequence_mask(batch, steps):
+    mask = np.ones((batch, steps), bool)
+    mask[0, -2:] = False
+    mask[1, :1] = False
+    return mask
+
+
+@pytest.mark.parametrize("name,options,merge_mode", [
+    ("LSTM", {"return_sequences": True}, "concat"),
+    ("LSTM", {"return_state": True}, "sum"),
+    ("LSTM", {"return_sequences": True, "return_state": True}, None),
+    ("GRU", {"return_sequences": True}, "mul"),
+    ("SimpleRNN", {}, "ave"),
+])
+@pytest.mark.parametrize("masked", [False, True])
+def test_bidirectional_matches_keras(name, options, merge_mode, masked, real_keras, rng):
+    x = rng.standard_normal((3, 5, 4)).astype("float32")
+    ours = layers.Bidirectional(getattr(layers, name)(3, **options), merge_mode=merge_mode)
+    theirs = real_keras.layers.Bidirectional(getattr(real_keras.layers, name)(3, **options), merge_mode=merge_mode)
+    ours(keras.Input((5, 4)))
+    theirs.build((None, 5, 4))
+    assert [w.name for w in ours.weights] == [w.name for w in theirs.weights]
+    assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    weights = [rng.uniform(-0.6, 0.6, w.shape).astype("float32") for w in ours.weights]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    mask = _sequence_mask(3, 5) if masked else None
+    got = ours(x, mask=None if mask is None else mask.astype("float32"))
+    want = theirs(x, mask=mask)
+    got = got if isinstance(got, list) else [got]
+    want = list(want) if isinstance(want, (list, tuple)) else [want]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, np.asarray(w), rtol=1e-5, atol=1e-5)
+    config = ours.get_config()
+    their_config = theirs.get_config()
+    assert set(config) == set(their_config)
+    assert config["layer"]["class_name"] == their_config["layer"]["class_name"] == name
+    assert config["layer"]["config"]["name"].startswith("forward_")
+    assert config["backward_layer"]["config"]["go_backwards"] is True
+    rebuilt = real_keras.layers.Bidirectional.from_config(config)
+    assert rebuilt.backward_layer.go_backwards and rebuilt.merge_mode == merge_mode
+
+
+def test_bidirectional_lstm_gradients(float64):
+    layer = layers.Bidirectional(layers.LSTM(2, return_sequences=True))
+    check_gradients(layer, (2, 4, 3), mask=_sequence_mask(2, 4).astype("float64"))
+    with_states = layers.Bidirectional(layers.GRU(2, return_state=True), merge_mode="sum")
+
+    def call(layer, inputs, mask):
+        return layer(inputs[0], initial_state=inputs[1:])
+
+    check_gradients(with_states, [(2, 3, 3), (2, 2), (2, 2)], call=call)
+
+
+def _bidirectional_model():
+    keras.utils.set_random_seed(12)
+    inputs = keras.Input((4, 3))
+    x = layers.Bidirectional(layers.LSTM(2, return_sequences=True))(layers.Masking()(inputs))
+    model = keras.Model(inputs, layers.Dense(1)(x))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+def _bidirectional_data():
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((3, 4, 3)).astype("float32")
+    x[0, 3:] = 0.0
+    return x, rng.standard_normal((3, 4, 1)).astype("float32")
+
+
+def test_bidirectional_training_on_cuda_matches_the_cpu():
+    x, y = _bidirectional_data()
+    results = {}
+    for device in ("cpu", "cuda"):
+        with keras.device(device):
+            model = _bidirectional_model()
+            history = model.fit(x, y, batch_size=3, epochs=2, shuffle=False, verbose=0).history["loss"]
+            results[device] = history, model.get_weights()
+    assert results["cpu"][0][1] < results["cpu"][0][0]
+    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-5, atol=1e-6)
+    for got, want in zip(results["cuda"][1], results["cpu"][1]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_bidirectional_files_round_trip_and_keras_files_load(real_keras, tmp_path, rng):
+    x, y = _bidirectional_data()
+    ours = _bidirectional_model()
+    ours.fit(x, y, verbose=0)
+    ours.save(tmp_path / "ours.keras")
+    loaded = keras.models.load_model(tmp_path / "ours.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), ours.predict(x, verbose=0))
+    serialize = keras.saving.serialize_keras_object
+    assert [serialize(layer) for layer in loaded.layers] == [serialize(layer) for layer in ours.layers]
+
+    L = real_keras.layers
+    inputs = real_keras.Input((4, 3))
+    # return_sequences=False: Keras writes zero_output_for_mask=True into a
+    # Bidirectional's layers when they return sequences, which nkeras's
+    # recurrent layers do not take yet.
+    out = L.Bidirectional(L.GRU(2, return_state=True), merge_mode="ave")(inputs)
+    out = L.Concatenate()([out[0], out[1], out[2]])
+    theirs = real_keras.Model(inputs, L.Dense(1)(out))
+    theirs.set_weights([rng.uniform(-0.5, 0.5, w.shape) for w in theirs.weights])
+    theirs.save(tmp_path / "theirs.keras")
+    mine = keras.models.load_model(tmp_path / "theirs.keras")
+    np.testing.assert_allclose(mine.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "Keras keeps a recurrent layer's weights in its cell's group (layers/<rnn>/cell/vars); nkeras's recurrent "
+    "layers do not name it (no keras_weight_groups) yet, so Keras finds no weights in forward_layer/cell"
+))
+def test_keras_loads_an_nkeras_bidirectional_file(real_keras, tmp_path):
+    x, y = _bidirectional_data()
+    ours = _bidirectional_model()
+    ours.save(tmp_path / "ours.keras")
+    theirs = real_keras.models.load_model(tmp_path / "ours.keras")
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

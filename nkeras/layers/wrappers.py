@@ -170,6 +170,16 @@ class TimeDistributed(Layer):
 _MERGE_MODES = {"concat": CONCAT, "sum": SUM, "ave": AVERAGE, "mul": PRODUCT}
 
 
+def _copy(layer, config, **changes):
+    """A new layer like ``layer`` (from its ``config``) with ``changes``;
+    it takes ``layer``'s initializer objects as they are (those standing in
+    while a file is read, too)."""
+    for key in config:
+        if key.endswith("_initializer") and key in vars(layer):
+            config = {**config, key: getattr(layer, key)}
+    return type(layer).from_config({**config, **changes})
+
+
 def _as_steps(array):
     """A (batch, units) output as a one-step (batch, 1, units) sequence."""
     return array if array.ndim == 3 else array.reshape(array.shape[0], 1, array.shape[1])
@@ -183,7 +193,9 @@ class Bidirectional(Layer):
     backward one is ``backward_layer`` or a copy of ``layer`` with
     ``go_backwards`` flipped, named ``backward_<name>``. With
     ``return_sequences`` the backward layer's sequence is reversed before
-    the merge, so step ``t`` of both lines up, as in Keras. Its weights are
+    the merge, so step ``t`` of both lines up, as in Keras; padded steps of
+    a masked sequence output zeros (Keras sets ``zero_output_for_mask`` on
+    both directions when they return sequences). Its weights are
     the forward layer's, then the backward layer's. Initial states given as
     ``initial_state`` are split in half: the forward layer's, then the
     backward layer's. A mask of padded steps reaches both layers.
@@ -217,18 +229,16 @@ class Bidirectional(Layer):
                 f"Bidirectional '{self.name}': layer '{layer.name}' ({type(layer).__name__}) is not a recurrent "
                 "layer (its config has no go_backwards, return_sequences and return_state)"
             )
-        self.forward_layer = type(layer).from_config({**config, "name": "forward_" + layer.name.removeprefix("forward_")})
+        self.forward_layer = _copy(layer, config, name="forward_" + layer.name.removeprefix("forward_"))
         if backward_layer is None:
-            backward_layer = type(layer).from_config({
-                **config, "go_backwards": not config["go_backwards"],
-                "name": "backward_" + layer.name.removeprefix("backward_"),
-            })
+            backward_layer = _copy(
+                layer, config, go_backwards=not config["go_backwards"],
+                name="backward_" + layer.name.removeprefix("backward_"),
+            )
         self.backward_layer = backward_layer
         self._check_directions()
-        for inner in self.inner_layers():
-            if hasattr(inner, "zero_output_for_mask"):
-                inner.zero_output_for_mask = inner.return_sequences
-            if not self.trainable:
+        if not self.trainable:
+            for inner in self.inner_layers():
                 inner.trainable = False
         self.merge_mode = merge_mode
         self.return_sequences = self.forward_layer.return_sequences
@@ -424,6 +434,15 @@ class Bidirectional(Layer):
                 _as_steps(forward_output), _as_steps(backward_output), self.return_sequences,
                 _MERGE_MODES[self.merge_mode], _as_steps(outputs[0]),
             )
+        for output in outputs[:self._merged_count()]:
+            self._zero_padded_steps(ctx, state, output)
+
+    def _zero_padded_steps(self, ctx, state, sequence):
+        """``sequence *= mask`` per step (in place) when a masked sequence is returned."""
+        if self.return_sequences and "mask" in state:
+            rows = sequence.reshape(sequence.shape[0] * sequence.shape[1], sequence.shape[2])
+            mask = state["mask"]
+            ctx.ops.masking_backward(rows, mask.reshape(mask.size), rows)
 
     def _reverse(self, ctx, source, target):
         """``target`` = ``source`` with its steps reversed (when they are a sequence)."""
@@ -435,6 +454,8 @@ class Bidirectional(Layer):
     def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
         (forward_args, backward_args) = self._directions(inputs, outputs, state)
         merged = self._merged_count()
+        for grad in output_grads[:merged]:
+            self._zero_padded_steps(ctx, state, grad)
         state_grads = output_grads[merged:]
         count = len(state_grads) // 2
         backward_grad = state["backward_output_grad"]

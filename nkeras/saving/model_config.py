@@ -119,7 +119,7 @@ def _layer_entry(layer):
     entry = model_config(layer) if isinstance(layer, Model) else serialize_keras_object(layer)
     nodes = layer._inbound_nodes
     if layer.built and nodes and nodes[0].inputs:
-        shapes = [list(t.shape) for t in nodes[0].inputs]
+        shapes = [list(t.shape) for t in nodes[0].data_inputs]  # not the mask a layer reads
         entry["build_config"] = {"input_shape": shapes[0] if len(shapes) == 1 else shapes}
         if hasattr(layer, "keras_build_config"):  # a layer whose Keras build() takes named shapes
             entry["build_config"] = layer.keras_build_config(nodes[0])
