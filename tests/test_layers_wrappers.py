@@ -468,7 +468,7 @@ def test_bidirectional_files_round_trip_and_keras_files_load(real_keras, tmp_pat
     "layers do not name it (no keras_weight_groups) yet, so Keras finds no weights in forward_layer/cell"
 ))
 def test_keras_loads_an_nkeras_bidirectional_file(real_keras, tmp_path):
-    x, y = _bidirectional_data()
+    x, _ = _bidirectional_data()
     ours = _bidirectional_model()
     ours.save(tmp_path / "ours.keras")
     theirs = real_keras.models.load_model(tmp_path / "ours.keras")
