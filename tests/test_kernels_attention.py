@@ -23,7 +23,8 @@ CUDA_CASES = [
 
 def _cases():
     def param(device, shape, mask, dtype, rate):
-        return pytest.param(device, shape, mask, dtype, rate, id=f"{device}-{shape}-{mask}-{np.dtype(dtype).name}-{rate}")
+        name = f"{device}-{shape}-{mask}-{np.dtype(dtype).name}-{rate}"
+        return pytest.param(device, shape, mask, dtype, rate, id=name)
 
     cpu = [param("cpu", shape, mask, dtype, rate)
            for shape in SHAPES for mask in MASKS for dtype in (np.float32, np.float64) for rate in (0.0, 0.4)]
@@ -38,7 +39,8 @@ def _keep_mask(kind, batch, query_steps, value_steps, rng):
     if kind == "none":
         return np.ones((batch, query_steps, value_steps)), False
     if kind == "causal":
-        return np.broadcast_to(np.tril(np.ones((query_steps, value_steps))), (batch, query_steps, value_steps)).copy(), True
+        causal = np.tril(np.ones((query_steps, value_steps)))
+        return np.broadcast_to(causal, (batch, query_steps, value_steps)).copy(), True
     mask = (rng.uniform(size=(batch, query_steps, value_steps)) < 0.6).astype(np.float64)
     mask[:, :, 0] = 1.0
     if kind == "masked_row":
@@ -74,7 +76,8 @@ def _reference(q, k, v, mask, scale, factors, dcontext, dprobs):
 
 
 def _scratch_size(query_steps, value_steps, key_dim, value_dim):
-    return 2 * (query_steps + value_steps) * key_dim + (2 * value_steps + query_steps) * value_dim + query_steps * value_steps
+    return (2 * (query_steps + value_steps) * key_dim + (2 * value_steps + query_steps) * value_dim
+            + query_steps * value_steps)
 
 
 @pytest.mark.parametrize("device,shape,mask_kind,dtype,rate", _cases())

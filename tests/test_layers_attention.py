@@ -159,7 +159,8 @@ def test_weights_configs_and_forward_match_keras(options, call, inputs, real_ker
     theirs.set_weights(weights)
     expected = theirs(query, value, **extra, **call)
     got = layer(query, value, **extra, **call)
-    for ours, want in zip(got if isinstance(got, list) else [got], expected if isinstance(expected, tuple) else [expected]):
+    got, expected = (got, expected) if isinstance(got, list) else ([got], [expected])
+    for ours, want in zip(got, expected):
         np.testing.assert_allclose(ours, np.asarray(want), rtol=1e-5, atol=1e-5)
 
     config = layer.get_config()
@@ -237,7 +238,8 @@ def test_keras_files_round_trip_both_ways(real_keras, tmp_path, rng):
     query, value, attention_mask = keras.Input((4, 6)), keras.Input((3, 5)), keras.Input((4, 3))
     hidden = MultiHeadAttention(2, 3, name="cross")(query, value, key=value, attention_mask=attention_mask,
                                                      use_causal_mask=True)
-    output, scores = MultiHeadAttention(2, 2, use_bias=False, output_shape=4)(hidden, hidden, return_attention_scores=True)
+    last = MultiHeadAttention(2, 2, use_bias=False, output_shape=4)
+    output, scores = last(hidden, hidden, return_attention_scores=True)
     model = keras.Model([query, value, attention_mask], [output, scores])
     arrays = [rng.standard_normal((3, 4, 6)).astype("float32"), rng.standard_normal((3, 3, 5)).astype("float32"),
               _binary(rng, (3, 4, 3)).astype("float32")]
@@ -278,7 +280,8 @@ def test_bad_arguments(make, error, message):
         ({"query": (4, 3), "value": (5, 3), "key": (6, 3)}, {}, ValueError, "'mha'.*same number of steps"),
         ({"query": (4, 3), "value": (5, 3), "attention_mask": (4, 4)}, {}, ValueError,
          "'mha'.*attention_mask of shape \\(batch, 4, 5\\).*got shape \\(None, 4, 4\\)"),
-        ({"query": (4, 3), "value": (5, 3), "value_mask": (4,)}, {}, ValueError, "'mha'.*value_mask of shape \\(batch, 5\\)"),
+        ({"query": (4, 3), "value": (5, 3), "value_mask": (4,)}, {}, ValueError,
+         "'mha'.*value_mask of shape \\(batch, 5\\)"),
         ({"query": (2, 4, 3), "value": (5, 3)}, {}, NotImplementedError, "'mha'.*shape \\(batch, steps, features\\)"),
         ({"query": (4, 3), "value": (5, 3)}, {"training": True}, NotImplementedError, "'mha'.*training"),
     ],

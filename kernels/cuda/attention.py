@@ -186,6 +186,8 @@ def attention_backward(query, key, value, probs, dcontext, dprobs, use_dprobs, s
     rate = float(rate)
     _dvalue[blocks(dvalue.size), THREADS](probs, dcontext, rate, hash_key, keep_scale, dvalue)
     rows = probs.shape[0] * probs.shape[1] * probs.shape[2]
-    _dscores[blocks(rows), THREADS](value, probs, dcontext, dprobs, bool(use_dprobs), rate, hash_key, keep_scale, dscores)
+    _dscores[blocks(rows), THREADS](
+        value, probs, dcontext, dprobs, bool(use_dprobs), rate, hash_key, keep_scale, dscores
+    )
     _dquery[blocks(dquery.size), THREADS](key, dscores, float(scale), dquery)
     _dkey[blocks(dkey.size), THREADS](query, dscores, float(scale), dkey)

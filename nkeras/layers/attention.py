@@ -64,7 +64,9 @@ def _attention_axes(layer_name, axes):
         return None
     listed = [axes] if isinstance(axes, (int, np.integer)) else list(axes) if isinstance(axes, (list, tuple)) else None
     if listed is None:
-        raise ValueError(f"MultiHeadAttention '{layer_name}': attention_axes must be an int, list or tuple, got {axes!r}")
+        raise ValueError(
+            f"MultiHeadAttention '{layer_name}': attention_axes must be an int, list or tuple, got {axes!r}"
+        )
     if [(-2 if axis == 1 else axis) for axis in listed] != [-2]:
         raise NotImplementedError(
             f"MultiHeadAttention '{layer_name}': only attention over the steps axis (attention_axes=None or (1,)) "
@@ -162,7 +164,8 @@ class MultiHeadAttention(Layer):
                 output_shape = (output_shape,)
             if not isinstance(output_shape, (list, tuple)):
                 raise ValueError(
-                    f"MultiHeadAttention '{self.name}': output_shape must be an int, list or tuple, got {output_shape!r}"
+                    f"MultiHeadAttention '{self.name}': output_shape must be an int, list or tuple, "
+                    f"got {output_shape!r}"
                 )
             output_shape = tuple(_positive_int(self.name, "output_shape", dim) for dim in output_shape)
         self._output_shape = output_shape or None

@@ -327,7 +327,8 @@ def plan_weights(model, arrays, filename, skip_mismatch=False):
     ``skip_mismatch``)."""
     plan = []
     for path, layer in weight_groups(model):
-        found = [array for subgroup, _ in file_groups(layer) for array in _layer_arrays(arrays, path + subgroup, filename)]
+        found = [array for subgroup, _ in file_groups(layer)
+                 for array in _layer_arrays(arrays, path + subgroup, filename)]
         try:
             if len(found) != len(layer.weights):
                 raise ValueError(
