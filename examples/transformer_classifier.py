@@ -13,21 +13,24 @@ GlobalAveragePooling1D and a Dense softmax classify.
 import argparse
 import time
 
-import numpy as np
-
 import nkeras as keras
 from nkeras import layers
+from nkeras.kernels.cpu.merge import ADD
 
 
 class PositionEmbedding(layers.Layer):
     """Adds a learned vector per step: ``y[b, t] = x[b, t] + embedding[t]``.
 
-    A custom layer written in NumPy (docs/custom_layers.md), so it runs on
-    the CPU.
+    A custom layer (docs/custom_layers.md) written with nkeras's own kernels
+    (``ctx.ops``), so it runs on the CPU and on a GPU: the embedding is
+    repeated over the batch into a state buffer and added; its gradient is
+    the output gradient summed over the batch.
 
     Args:
         embeddings_initializer: initializer of the (steps, features) weight.
     """
+
+    supported_devices = ("cpu", "cuda")
 
     def __init__(self, embeddings_initializer="uniform", **kwargs):
         super().__init__(**kwargs)
@@ -36,13 +39,23 @@ class PositionEmbedding(layers.Layer):
     def build(self, input_shape):
         self.embeddings = self.add_weight(input_shape[1:], self.embeddings_initializer, "embeddings")
 
+    def state_shapes(self, input_shapes, training):
+        batch, steps, features = input_shapes[0]
+        return {"repeated": (1, batch, steps * features)}
+
     def forward(self, ctx, inputs, outputs, state):
-        np.add(inputs[0], self.embeddings.value, out=outputs[0])
+        repeated = state["repeated"]
+        _, batch, size = repeated.shape
+        ctx.ops.repeat_vector_forward(self.embeddings.value.reshape(1, size), repeated)
+        ctx.ops.merge_pair(inputs[0].reshape(batch, size), repeated.reshape(batch, size), ADD, 1.0,
+                           outputs[0].reshape(batch, size))
 
     def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
-        np.sum(output_grads[0], axis=0, out=self.embeddings.grad)
+        _, batch, size = state["repeated"].shape
+        dy = output_grads[0].reshape(batch, size)
+        ctx.ops.repeat_vector_backward(dy.reshape(1, batch, size), self.embeddings.grad.reshape(1, size))
         if input_grads[0] is not None:
-            input_grads[0][...] = output_grads[0]
+            ctx.ops.copy_into(input_grads[0].reshape(batch, size), dy)
 
     def get_config(self):
         return {**super().get_config(), "embeddings_initializer": self.embeddings_initializer}
