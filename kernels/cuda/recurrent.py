@@ -109,19 +109,21 @@ def _flat(array):
     return array.reshape(array.shape[0] * array.shape[1], array.shape[2])
 
 
+# The GEMM's bias argument is unused here (use_bias False); a row of a weight
+# stands in for it, as it must be a 1-D array.
 def _begin_sequence(x, kernel, input_mask, use_input_mask, go_backwards, steps, gates):
     _gather[blocks(steps.size), THREADS](x, input_mask, bool(use_input_mask), bool(go_backwards), steps)
-    _launch_gemm(_flat(steps), kernel, False, False, kernel, False, LINEAR, 0.0, _flat(gates), _flat(gates))
+    _launch_gemm(_flat(steps), kernel, False, False, kernel[0], False, LINEAR, 0.0, _flat(gates), _flat(gates))
 
 
 def _weight_grads(steps, kernel, gate_grads, recurrent_gate_grads, recurrent_inputs, input_mask, use_input_mask,
                   go_backwards, dkernel, drecurrent_kernel, dx, need_dx):
     flat_steps, flat_grads = _flat(steps), _flat(gate_grads)
-    _launch_gemm(flat_steps, flat_grads, True, False, dkernel, False, LINEAR, 0.0, dkernel, dkernel)
-    _launch_gemm(_flat(recurrent_inputs), _flat(recurrent_gate_grads), True, False, drecurrent_kernel, False, LINEAR,
+    _launch_gemm(flat_steps, flat_grads, True, False, dkernel[0], False, LINEAR, 0.0, dkernel, dkernel)
+    _launch_gemm(_flat(recurrent_inputs), _flat(recurrent_gate_grads), True, False, drecurrent_kernel[0], False, LINEAR,
                  0.0, drecurrent_kernel, drecurrent_kernel)
     if need_dx:
-        _launch_gemm(flat_grads, kernel, False, True, kernel, False, LINEAR, 0.0, flat_steps, flat_steps)
+        _launch_gemm(flat_grads, kernel, False, True, kernel[0], False, LINEAR, 0.0, flat_steps, flat_steps)
         _scatter[blocks(steps.size), THREADS](steps, input_mask, bool(use_input_mask), bool(go_backwards), dx)
 
 
