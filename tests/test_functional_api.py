@@ -210,8 +210,10 @@ def _padded_sequences(rng, n=12, steps=5, features=3):
 def test_mask_travels_through_masking_aware_layers_to_a_reader(rng):
     x, mask = _padded_sequences(rng)
     inputs = keras.Input(shape=x.shape[1:])
-    masked = _ZeroStepMask()(inputs)
+    masker = _ZeroStepMask()
+    masked = masker(inputs)
     assert masked._keras_mask is not None and masked._keras_mask.shape == (None, 5)
+    assert masker.output is masked, "a layer's output is its data tensor, not the mask"
     hidden = layers.Dense(4, activation="tanh")(masked)
     assert hidden._keras_mask is masked._keras_mask, "Dense passes the mask on"
     summed = _MaskedSum()(hidden)

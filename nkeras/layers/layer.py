@@ -347,7 +347,7 @@ class Layer:
     def _node_tensor(self, which):
         if not self._inbound_nodes:
             raise AttributeError(f"Layer '{self.name}' has never been called, so it has no {which[:-1]}")
-        tensors = getattr(self._inbound_nodes[0], which)
+        tensors = [t for t in getattr(self._inbound_nodes[0], which) if not t.is_mask]
         return tensors[0] if len(tensors) == 1 else tensors
 
     def __repr__(self):
