@@ -8,7 +8,7 @@ first epoch includes Numba/XLA compilation); prediction throughput after one
 warm-up call. Prints a table with nkeras/peer ratios, the workload's FLOPs per
 sample and the bound the machine's measured sgemm rate puts on throughput.
 
-    python asv_bench/compare_peers.py [--frameworks nkeras,torch,jax] [--workload mlp|convnet|transformer]
+    python asv_bench/compare_peers.py [--frameworks nkeras,torch,jax] [--workload mlp|convnet|transformer|lstm]
         [--epochs 2] [--train-samples 60000] [--batch-size 128]
         [--predict-batch-size 128,1024] [--threads N] [--rounds N] [--synthetic] [--json out.json]
 """
@@ -219,6 +219,42 @@ TRANSFORMER_MACS = (
 )
 
 
+# examples/fashion_mnist_lstm.py: rows as steps.
+LSTM_UNITS = 128
+
+
+def build_keras_lstm(keras):
+    model = keras.Sequential([
+        keras.Input(shape=(STEPS, STEPS)),
+        keras.layers.LSTM(LSTM_UNITS),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def build_torch_lstm(torch):
+    nn = torch.nn
+
+    class LSTMClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(STEPS, LSTM_UNITS, batch_first=True)
+            self.head = nn.Linear(LSTM_UNITS, 10)
+
+        def forward(self, x):
+            _, (last_hidden, _) = self.lstm(x)
+            return self.head(last_hidden[0])
+
+    return LSTMClassifier()
+
+
+# Per sample: the four gates' input projection of every step (no input
+# gradient: it is the first layer), their recurrent projection of every step
+# and the head. The gates' elementwise work is left out, as elsewhere.
+LSTM_MACS = (STEPS * STEPS * 4 * LSTM_UNITS, STEPS * LSTM_UNITS * 4 * LSTM_UNITS, LSTM_UNITS * 10)
+
+
 WORKLOADS = {
     "mlp": Workload(
         description="Flatten -> Dense(512, relu) -> Dense(512, relu) -> Dense(10, softmax); "
@@ -251,6 +287,17 @@ WORKLOADS = {
         build_keras=build_keras_transformer,
         build_torch=build_torch_transformer,
         flops=lambda: layer_stack_flops(TRANSFORMER_MACS, f"encoder block d_model {D_MODEL}, {STEPS} steps"),
+    ),
+    "lstm": Workload(
+        description=f"rows as {STEPS} steps: LSTM({LSTM_UNITS}) -> Dense(10, softmax); "
+                    "Adam(1e-3), sparse categorical cross-entropy, accuracy",
+        dataset="fashion_mnist",
+        input_shape=(STEPS, STEPS),
+        num_classes=10,
+        build_keras=build_keras_lstm,
+        build_torch=build_torch_lstm,
+        flops=lambda: layer_stack_flops(LSTM_MACS, f"LSTM({LSTM_UNITS}) over {STEPS} steps of {STEPS}: input "
+                                                   "projection, recurrent projection, head"),
     ),
 }
 

@@ -1,13 +1,13 @@
 """Throughput on an NVIDIA GPU: nkeras on ``cuda`` next to PyTorch eager on CUDA.
 
-A workload of ``compare_peers.py`` (the MLP or the convnet on Fashion-MNIST,
+A workload of ``compare_peers.py`` (the MLP, convnet, transformer or LSTM on Fashion-MNIST,
 Adam, batch 128 and 1024 by default), each framework in its own subprocess on the same GPU, one
 run: training samples/s over the epochs after a warm-up epoch, and predict
 samples/s. Also times nkeras's GEMM kernel on a large float32 product against
 cuBLAS's float32 rate (``torch.mm`` with TF32 off): the device's measured
 fp32 rate.
 
-    python asv_bench/compare_peers_cuda.py [--workload mlp|convnet] [--batch-sizes 128,1024] [--epochs 2]
+    python asv_bench/compare_peers_cuda.py [--workload mlp|convnet|transformer|lstm] [--batch-sizes 128,1024] [--epochs 2]
         [--train-samples 60000] [--frameworks nkeras,torch] [--json out.json]
 """
 

@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ASV_DIR = ROOT / "asv_bench"
-MIN_BENCHMARKS = 18
+MIN_BENCHMARKS = 20
 TIMEOUT_S = 600
 
 

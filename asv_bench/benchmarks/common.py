@@ -1,5 +1,5 @@
-"""Pieces shared by the benchmark modules: devices, the Fashion-MNIST MLP
-and convnet, and synthetic data of Fashion-MNIST's shape."""
+"""Pieces shared by the benchmark modules: devices, the Fashion-MNIST MLP,
+convnet and LSTM, and synthetic data of Fashion-MNIST's shape."""
 
 import numpy as np
 
@@ -14,6 +14,7 @@ NUM_CLASSES = 10
 MLP_UNITS = (IMAGE_SHAPE[0] * IMAGE_SHAPE[1], 512, 512, NUM_CLASSES)
 MLP_PARAMETERS = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(MLP_UNITS[:-1], MLP_UNITS[1:]))
 BATCH_SIZE = 128
+LSTM_UNITS = 128
 
 
 def require_device(name):
@@ -66,6 +67,23 @@ def build_convnet(device_name):
             layers.MaxPooling2D(pool_size=(2, 2)),
             layers.Flatten(),
             layers.Dropout(0.5),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def build_lstm(device_name):
+    """The compiled Fashion-MNIST LSTM of examples/fashion_mnist_lstm.py:
+    each image as 28 steps of 28 pixels, LSTM 128, Dense 10 softmax; Adam;
+    on ``device_name``.
+    """
+    require_device(device_name)
+    keras.utils.set_random_seed(0)
+    with keras.device(device_name):
+        model = keras.Sequential([
+            keras.Input(shape=IMAGE_SHAPE),
+            layers.LSTM(LSTM_UNITS),
             layers.Dense(NUM_CLASSES, activation="softmax"),
         ])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
