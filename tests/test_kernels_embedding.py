@@ -77,3 +77,17 @@ def test_masking_matches_numpy(device, shape, dtype, mask_value, rng):
     dx = np.full(shape, np.nan, dtype)
     ops.masking_backward(dy, mask, dx)
     np.testing.assert_array_equal(dx, dy * keep[:, None])
+
+
+@pytest.mark.parametrize("device,shape", device_cases([(1, 1), (6, 3), (65, 33)]))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("value", [0.0, 0.5])
+def test_not_equal_and_any_nonzero_match_numpy(device, shape, dtype, value, rng):
+    ops = ops_for(device)
+    x = rng.integers(0, 3, shape).astype(dtype) * 0.5
+    compared = np.full(shape, np.nan, dtype)
+    ops.not_equal(x, value, compared)
+    np.testing.assert_array_equal(compared, (x != value).astype(dtype))
+    found = np.full(shape[0], np.nan, dtype)
+    ops.any_nonzero(compared, found)
+    np.testing.assert_array_equal(found, (x != value).any(axis=1).astype(dtype))

@@ -452,8 +452,8 @@ def test_bidirectional_files_round_trip_and_keras_files_load(real_keras, tmp_pat
     L = real_keras.layers
     inputs = real_keras.Input((4, 3))
     # return_sequences=False: Keras writes zero_output_for_mask=True into a
-    # Bidirectional's layers when they return sequences, which nkeras's
-    # recurrent layers do not take yet.
+    # Bidirectional's layers when they return sequences (tests/test_saving_sequences.py
+    # loads such a file).
     out = L.Bidirectional(L.GRU(2, return_state=True), merge_mode="ave")(inputs)
     out = L.Concatenate()([out[0], out[1], out[2]])
     theirs = real_keras.Model(inputs, L.Dense(1)(out))
@@ -463,10 +463,6 @@ def test_bidirectional_files_round_trip_and_keras_files_load(real_keras, tmp_pat
     np.testing.assert_allclose(mine.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "Keras keeps a recurrent layer's weights in its cell's group (layers/<rnn>/cell/vars); nkeras's recurrent "
-    "layers do not name it (no keras_weight_groups) yet, so Keras finds no weights in forward_layer/cell"
-))
 def test_keras_loads_an_nkeras_bidirectional_file(real_keras, tmp_path):
     x, _ = _bidirectional_data()
     ours = _bidirectional_model()

@@ -106,3 +106,32 @@ def masking_backward(dy, mask, dx):
     for i in range(rows):
         for j in range(features):
             dx[i, j] = dy[i, j] * mask[i]
+
+
+@njit(cache=True, error_model="numpy")
+def not_equal(x, value, y):
+    """``y = 1.0 where x != value, else 0.0`` (Keras's ``ops.not_equal``,
+    which Keras model files record when they compute a mask).
+
+    x, y: (rows, cols).
+    """
+    rows, cols = y.shape
+    for i in range(rows):
+        for j in range(cols):
+            y[i, j] = 1.0 if x[i, j] != value else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def any_nonzero(x, y):
+    """``y[i] = 1.0 when some x[i, j] != 0, else 0.0`` (Keras's
+    ``ops.any(x, axis=-1)``).
+
+    x: (rows, cols); y: (rows,).
+    """
+    rows, cols = x.shape
+    for i in range(rows):
+        found = 0.0
+        for j in range(cols):
+            if x[i, j] != 0.0:
+                found = 1.0
+        y[i] = found

@@ -104,3 +104,33 @@ def masking_forward(x, mask_value, y, mask):
 def masking_backward(dy, mask, dx):
     """``dx[i] = dy[i] * mask[i]``."""
     _masking_backward[blocks(dx.size), THREADS](dy, mask, dx)
+
+
+@cuda.jit(cache=True)
+def _not_equal(x, value, y):
+    cols = y.shape[1]
+    for k in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        i = k // cols
+        j = k - i * cols
+        y[i, j] = 1 if x[i, j] != value else 0
+
+
+@cuda.jit(cache=True)
+def _any_nonzero(x, y):
+    cols = x.shape[1]
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        found = 0
+        for j in range(cols):
+            if x[i, j] != 0:
+                found = 1
+        y[i] = found
+
+
+def not_equal(x, value, y):
+    """``y = 1.0 where x != value, else 0.0`` over (rows, cols)."""
+    _not_equal[blocks(y.size), THREADS](x, x.dtype.type(value), y)
+
+
+def any_nonzero(x, y):
+    """``y[i] = 1.0 when some x[i, j] != 0``: a thread per row."""
+    _any_nonzero[blocks(x.shape[0]), THREADS](x, y)

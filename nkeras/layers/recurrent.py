@@ -70,7 +70,6 @@ class _RNN(Layer):
             recurrent_constraint=recurrent_constraint,
             bias_constraint=bias_constraint,
             stateful=stateful or None,
-            zero_output_for_mask=zero_output_for_mask or None,
         )
         self.units = int(units)
         self.activation = activations.get(activation)
@@ -89,6 +88,7 @@ class _RNN(Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.unroll = bool(unroll)  # the time loop runs inside one kernel either way
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self._initial_state_count = None
 
     def _state_activation(self, argument, identifier):
@@ -210,6 +210,8 @@ class _RNN(Layer):
                 state["recurrent_inputs"] = (timesteps, batch, units)
         if not self.use_bias:
             state["bias_stand_in"] = self._bias_shape()
+        if self.zero_output_for_mask and self.go_backwards and self.return_sequences:
+            state["reversed_mask"] = (batch, timesteps)
         return state
 
     def _cell_state_shapes(self, timesteps, batch, training):
@@ -248,6 +250,7 @@ class _RNN(Layer):
         flags = (mask, use_mask, input_mask, use_input_mask, recurrent_mask, use_recurrent_mask, self.go_backwards)
         self._run_forward(ctx, inputs[0], self._initial_states(inputs, state), flags, state, recurrent_inputs,
                           self._output_view(outputs[0]))
+        self._zero_padded_steps(ctx, state, outputs[0])
         if self.return_state:
             timesteps = state["carries"].shape[0] - 1
             for output, states in zip(outputs[1:], self._final_state_sources(state)):
@@ -255,6 +258,23 @@ class _RNN(Layer):
 
     def _final_state_sources(self, state):
         return [state["carries"]]
+
+    def _zero_padded_steps(self, ctx, state, sequence):
+        """With ``zero_output_for_mask``, ``sequence *= mask`` per step, in
+        place (the returned sequence, or its gradient); the sequence runs in
+        processing order, so with ``go_backwards`` the mask is reversed."""
+        if not (self.zero_output_for_mask and self.return_sequences and "mask" in state):
+            return
+        mask = state["mask"]
+        if self.go_backwards:
+            ctx.ops.reverse_steps(mask.reshape(mask.shape + (1,)), state["reversed_mask"].reshape(mask.shape + (1,)))
+            mask = state["reversed_mask"]
+        rows = sequence.reshape(sequence.shape[0] * sequence.shape[1], sequence.shape[2])
+        ctx.ops.masking_backward(rows, mask.reshape(mask.size), rows)
+
+    def keras_weight_groups(self):
+        # Keras keeps a recurrent layer's weights in its cell.
+        return [("cell/", self.weights)]
 
     def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
         mask, use_mask = state.get("mask", state["zeros"]), "mask" in state
@@ -266,6 +286,7 @@ class _RNN(Layer):
         use_state_grads = bool(state_grads) and all(g is not None for g in state_grads)
         if not use_state_grads:
             state_grads = [state["zeros"]] * self._state_count
+        self._zero_padded_steps(ctx, state, output_grads[0])
         dx = input_grads[0]
         initial_grads = list(input_grads[1:])
         need_initial = bool(initial_grads) and all(g is not None for g in initial_grads)
@@ -288,7 +309,7 @@ class _RNN(Layer):
             "go_backwards": self.go_backwards,
             "stateful": False,
             "unroll": self.unroll,
-            "zero_output_for_mask": False,
+            "zero_output_for_mask": self.zero_output_for_mask,
             "units": self.units,
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,

@@ -118,7 +118,8 @@ def _layer_entry(layer):
 
     entry = model_config(layer) if isinstance(layer, Model) else serialize_keras_object(layer)
     nodes = layer._inbound_nodes
-    if layer.built and nodes and nodes[0].inputs:
+    # Keras's operation layers (NotEqual, Any) have no build step.
+    if layer.built and nodes and nodes[0].inputs and not hasattr(layer, "keras_module"):
         shapes = [list(t.shape) for t in nodes[0].data_inputs]  # not the mask a layer reads
         entry["build_config"] = {"input_shape": shapes[0] if len(shapes) == 1 else shapes}
         if hasattr(layer, "keras_build_config"):  # a layer whose Keras build() takes named shapes
@@ -330,7 +331,9 @@ def _node_call(node, filename, layer_name):
         raise ValueError(f"{filename}: layer {layer_name!r} is called with an argument nkeras cannot rebuild: {_short(value)}")
 
     args = [read(arg) for arg in node["args"]]
-    kwargs = {str(key): read(value) for key, value in kwargs.items()}
+    # Keras records the mode it traced the graph in (training=False) for
+    # layers whose call takes one; it fixes nothing at run time.
+    kwargs = {str(key): read(value) for key, value in kwargs.items() if not (key == "training" and value is False)}
     return args, kwargs, references
 
 

@@ -110,6 +110,10 @@ def serialize_keras_object(obj):
     if category is None:
         return _jsonable(obj, "serialize_keras_object")
     cls = type(obj)
+    op_module = _keras_op_module(cls) if category == "layer" else None
+    if op_module is not None:
+        return {"module": op_module, "class_name": cls.__name__, "config": obj.get_config(),
+                "registered_name": cls.__name__}
     registered = _REGISTERED_NAMES.get(cls)
     builtin = _builtins(category).get(cls.__name__) is cls
     if not builtin and registered is None:
@@ -123,6 +127,13 @@ def serialize_keras_object(obj):
         "config": _object_config(obj, category),
         "registered_name": None if builtin else registered,
     }
+
+
+def _keras_op_module(cls):
+    """The Keras module of an op layer (``NotEqual``, ``Any``), else None."""
+    from nkeras.layers.mask_ops import KERAS_OP_LAYERS
+
+    return cls.keras_module if KERAS_OP_LAYERS.get(cls.__name__) is cls else None
 
 
 # ---- reading -----------------------------------------------------------------------
@@ -182,6 +193,11 @@ def resolve_class(entry, category, custom_objects, what):
     builtin = _builtins(category).get(class_name)
     if builtin is not None and (module is None or module.split(".")[0] in ("keras", "nkeras")):
         return builtin, config, True
+    if category == "layer" and module == "keras.src.ops.numpy":
+        from nkeras.layers.mask_ops import KERAS_OP_LAYERS
+
+        if class_name in KERAS_OP_LAYERS:
+            return KERAS_OP_LAYERS[class_name], config, True
     known = ", ".join(sorted(_builtins(category)))
     raise ValueError(
         f"{what}: unknown {category} class {class_name!r}"
