@@ -92,3 +92,21 @@ def device_cases(cases, size=lambda case: int(np.prod(case))):
                 continue
             params.append(pytest.param(device, case, id=f"{device}-{case}"))
     return params
+
+
+def assert_trains_alike_on_both_devices(build_model, x, y, batch_size, epochs=2, weight_atol=1e-5):
+    """Train ``build_model()`` on "cpu" and on "cuda" with the same data and
+    order; the loss histories and final weights must agree. Returns the CPU
+    loss history (callers check that it fell)."""
+    import nkeras as keras
+
+    results = {}
+    for device in ("cpu", "cuda"):
+        with keras.device(device):
+            model = build_model()
+            history = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0).history["loss"]
+            results[device] = history, model.get_weights()
+    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-5, atol=1e-6)
+    for got, want in zip(results["cuda"][1], results["cpu"][1]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=weight_atol)
+    return results["cpu"][0]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import nkeras as keras
+from devices import assert_trains_alike_on_both_devices
 from nkeras.backend import get_device
 from nkeras.graph import ExecutionContext
 from nkeras.layers import Dense, GlobalAveragePooling1D, LayerNormalization
@@ -339,12 +340,6 @@ def test_training_on_cuda_matches_the_cpu():
     magnify the rounding noise in the key bias's gradient, which is zero in
     exact arithmetic: softmax ignores a shift shared by a whole row)."""
     x, mask, y = _data()
-    results = {}
-    for device in ("cpu", "cuda"):
-        with keras.device(device):
-            model = _encoder(True, keras.optimizers.SGD(0.1))
-            history = model.fit([x, mask], y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
-            results[device] = history, model.get_weights()
-    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-5, atol=1e-6)
-    for got, want in zip(results["cuda"][1], results["cpu"][1]):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert_trains_alike_on_both_devices(
+        lambda: _encoder(True, keras.optimizers.SGD(0.1)), [x, mask], y, batch_size=4, epochs=1, weight_atol=1e-6
+    )

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import nkeras as keras
+from devices import assert_trains_alike_on_both_devices
 from nkeras.backend import get_device
 from nkeras.graph import ExecutionContext
 from nkeras.layers import GRU, LSTM, SimpleRNN
@@ -218,15 +219,7 @@ def test_training_on_cuda_matches_the_cpu():
     GPU thread in Python, and its time grows with batch and timesteps."""
     x, y = _sequence_data()
     x, y = x[:2, :2], y[:2]
-    results = {}
-    for device in ("cpu", "cuda"):
-        with keras.device(device):
-            model = _sequence_model(timesteps=2)
-            history = model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0).history["loss"]
-            results[device] = history, model.get_weights()
-    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-5, atol=1e-6)
-    for got, want in zip(results["cuda"][1], results["cpu"][1]):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert_trains_alike_on_both_devices(lambda: _sequence_model(timesteps=2), x, y, batch_size=2)
 
 
 def test_models_round_trip_through_a_keras_file(tmp_path, rng):

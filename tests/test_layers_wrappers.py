@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nkeras as keras
+from devices import assert_trains_alike_on_both_devices
 from nkeras import layers
 from nkeras.testing import check_gradients
 
@@ -126,16 +127,8 @@ def test_time_distributed_training_on_cuda_matches_the_cpu():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 2, 3, 3, 1)).astype("float32")
     y = rng.standard_normal((3, 2, 2)).astype("float32")
-    results = {}
-    for device in ("cpu", "cuda"):
-        with keras.device(device):
-            model = _time_distributed_model()
-            history = model.fit(x, y, batch_size=3, epochs=2, shuffle=False, verbose=0).history["loss"]
-            results[device] = history, model.get_weights()
-    assert results["cpu"][0][1] < results["cpu"][0][0]
-    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-5, atol=1e-6)
-    for got, want in zip(results["cuda"][1], results["cpu"][1]):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    losses = assert_trains_alike_on_both_devices(_time_distributed_model, x, y, batch_size=3)
+    assert losses[1] < losses[0]
 
 
 def test_time_distributed_files_both_ways(real_keras, tmp_path, rng):
@@ -427,16 +420,8 @@ def _bidirectional_data():
 
 def test_bidirectional_training_on_cuda_matches_the_cpu():
     x, y = _bidirectional_data()
-    results = {}
-    for device in ("cpu", "cuda"):
-        with keras.device(device):
-            model = _bidirectional_model()
-            history = model.fit(x, y, batch_size=3, epochs=2, shuffle=False, verbose=0).history["loss"]
-            results[device] = history, model.get_weights()
-    assert results["cpu"][0][1] < results["cpu"][0][0]
-    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-5, atol=1e-6)
-    for got, want in zip(results["cuda"][1], results["cpu"][1]):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    losses = assert_trains_alike_on_both_devices(_bidirectional_model, x, y, batch_size=3)
+    assert losses[1] < losses[0]
 
 
 def test_bidirectional_files_round_trip_and_keras_files_load(real_keras, tmp_path, rng):
