@@ -3,8 +3,11 @@ blocks, Dropout 0.5, Dense 10 softmax; Adam, batch 128, validation_split 0.1.
 
     python examples/fashion_mnist_convnet.py [--epochs 10] [--batchnorm]
 
-``--batchnorm`` puts a BatchNormalization between each convolution and its
-relu (the convolutions then need no bias).
+``--batchnorm`` trains the variant with BatchNormalization instead: each
+convolution (padding "same", no bias) is followed by BatchNormalization and
+the relu, a Dense(128) + BatchNormalization + relu comes before the dropout,
+and Adam's learning rate follows a cosine decay to zero over the run
+(docs/performance.md has the accuracies).
 """
 
 import argparse
@@ -15,32 +18,54 @@ import nkeras as keras
 from nkeras import layers
 
 
-def conv_block(filters, batchnorm):
-    if not batchnorm:
-        return [layers.Conv2D(filters, kernel_size=(3, 3), activation="relu"), layers.MaxPooling2D(pool_size=(2, 2))]
-    return [
-        layers.Conv2D(filters, kernel_size=(3, 3), use_bias=False),
-        layers.BatchNormalization(),
-        layers.Activation("relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-    ]
-
-
 def build_model(batchnorm=False):
+    if batchnorm:
+        return _batchnorm_variant()
     return keras.Sequential([
         keras.Input(shape=(28, 28, 1)),
-        *conv_block(32, batchnorm),
-        *conv_block(64, batchnorm),
+        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
         layers.Flatten(),
         layers.Dropout(0.5),
         layers.Dense(10, activation="softmax"),
     ])
 
 
+def _normalized(layer):
+    # The normalization's beta does the bias's work.
+    return [layer, layers.BatchNormalization(), layers.Activation("relu")]
+
+
+def _batchnorm_variant():
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        *_normalized(layers.Conv2D(32, kernel_size=(3, 3), padding="same", use_bias=False)),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        *_normalized(layers.Conv2D(64, kernel_size=(3, 3), padding="same", use_bias=False)),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        *_normalized(layers.Dense(128, use_bias=False)),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+def optimizer(batchnorm, epochs, train_samples, batch_size=128):
+    """Adam; for the BatchNormalization variant with its learning rate
+    decayed to zero over ``epochs`` (a constant rate leaves its test
+    accuracy swinging by about a point from epoch to epoch)."""
+    if not batchnorm:
+        return keras.optimizers.Adam()
+    steps = epochs * -(-train_samples // batch_size)
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batchnorm", action="store_true", help="BatchNormalization after each convolution")
+    parser.add_argument("--batchnorm", action="store_true", help="the variant with BatchNormalization")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(42)
@@ -51,7 +76,9 @@ def main():
 
     model = build_model(args.batchnorm)
     model.summary()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    train_samples = len(x_train) - int(0.1 * len(x_train))  # what validation_split=0.1 leaves
+    model.compile(optimizer=optimizer(args.batchnorm, args.epochs, train_samples),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=128, epochs=args.epochs, validation_split=0.1)
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"test loss {loss:.4f}, test accuracy {accuracy:.4f}")

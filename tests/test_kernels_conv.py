@@ -178,6 +178,41 @@ def test_conv2d_backward_without_dx_leaves_it_alone(device, case, rng):
     np.testing.assert_array_equal(dx, 7.0)
 
 
+@pytest.mark.parametrize("device,index", [("cpu", 1), ("cpu", 2), ("cpu", 6), ("cpu", 9), ("cpu", 10), ("cuda", 2)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_conv2d_gradient_in_place_matches_numpy(device, index, dtype, activation, rng):
+    """dz passed as dy, as the layer does: thin im2col matrices (at most
+    SMALL_DEPTH columns, cases 2, 6 and 9) take the CPU's one-pass forward
+    and gradient loops, wider ones BLAS; an odd number of rows exercises the
+    loops' remainder."""
+    ops = ops_for(device)
+    case = CASES[index]
+    (batch, height, width, channels, filters), (kh, kw), strides, dilation, _ = case
+    out_hw, padding = _geometry(case)
+    x = rng.standard_normal((batch, height, width, channels))
+    w = rng.standard_normal((kh, kw, channels, filters)) / np.sqrt(kh * kw * channels)
+    b = rng.standard_normal(filters)
+    y_ref, slope = _activate(reference_conv(x, w, strides, dilation, padding, out_hw) + b, activation)
+    dy = rng.standard_normal(y_ref.shape)
+    dz_ref = dy * slope
+    dx_ref, dw_ref = reference_conv_grads(x, w, dz_ref, strides, dilation, padding)
+
+    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
+    xs, ws, bs, dz = cast(x), cast(w), cast(b), cast(dy)
+    code = codes.ACTIVATION_CODES[activation]
+    cols = np.full((batch * out_hw[0] * out_hw[1], kh * kw * channels), np.nan, dtype)
+    y = np.full(y_ref.shape, np.nan, dtype)
+    ops.conv2d_forward(xs, ws, bs, strides, dilation, padding, code, 0.0, cols, y, y)
+    np.testing.assert_allclose(y, y_ref, **_tolerance(dtype))
+    dw, db, dx = np.full(w.shape, np.nan, dtype), np.full(filters, np.nan, dtype), np.full(x.shape, np.nan, dtype)
+    ops.conv2d_backward(xs, ws, y, y, dz, strides, dilation, padding, code, 0.0, cols, dz, dw, db, dx, True)
+    np.testing.assert_allclose(dz, dz_ref, **_tolerance(dtype))
+    np.testing.assert_allclose(dw, dw_ref, **_tolerance(dtype))
+    np.testing.assert_allclose(db, dz_ref.sum(axis=(0, 1, 2)), **_tolerance(dtype))
+    np.testing.assert_allclose(dx, dx_ref, **_tolerance(dtype))
+
+
 @pytest.mark.parametrize("device,case,dtype,activation", _runs(CUDA_TRANSPOSE_RUNS))
 def test_conv2d_transpose_forward_backward_match_numpy(device, case, dtype, activation, rng):
     """The transposed convolution of a case maps the case's output shape

@@ -7,6 +7,9 @@ that output position, tap by tap, each tap a contiguous run of ``channels``
 values (the NHWC layout makes it one run in ``x`` too). ``cols @
 kernel.reshape(-1, filters)`` is then the NHWC output itself, with no
 transpose, and the dense kernels' epilogue adds the bias and activation.
+The backward of a thin ``cols`` (at most ``SMALL_DEPTH`` columns: a first
+layer on one or a few channels) skips BLAS: the relu gradient, the bias
+gradient and the kernel gradient are one pass over the rows.
 A transposed convolution is the input gradient of the convolution that maps
 its output's shape to its input's shape: a GEMM, then col2im; its backward
 is that convolution's forward and weight gradient.
@@ -176,6 +179,51 @@ def _output_gradient(z, y, dy, code, alpha, dz, db):
     _bias_gradient(dz, db)
 
 
+# At this im2col depth (kh * kw * channels) and below, the weight gradient's
+# GEMM (depth x rows by rows x filters) is too thin for BLAS, and the relu
+# and bias gradients would each need a pass of their own over ``dz``.
+SMALL_DEPTH = 16
+
+
+@njit(cache=True, error_model="numpy")
+def _thin_gradients(cols, y, rectify, dz, db, dw):
+    """``dz *= (y > 0)`` in place when ``rectify``, ``db`` = the column sums
+    of ``dz`` and ``dw = cols.T @ dz``, in one pass, four rows at a time
+    (each ``dw`` row is then loaded and stored once per four rows)."""
+    rows, filters = dz.shape
+    depth = cols.shape[1]
+    db[:] = 0.0
+    dw[:, :] = 0.0
+    stop = rows - rows % 4
+    for i in range(0, rows, 4):
+        count = 4 if i < stop else rows - i
+        if rectify:
+            for r in range(count):
+                row, out = dz[i + r], y[i + r]
+                for j in range(filters):
+                    g = row[j]
+                    row[j] = g if out[j] > 0.0 else 0.0
+        if count == 4:
+            d0, d1, d2, d3 = dz[i], dz[i + 1], dz[i + 2], dz[i + 3]
+            for j in range(filters):
+                db[j] += (d0[j] + d1[j]) + (d2[j] + d3[j])
+            for t in range(depth):
+                a0, a1, a2, a3 = cols[i, t], cols[i + 1, t], cols[i + 2, t], cols[i + 3, t]
+                target = dw[t]
+                for j in range(filters):
+                    target[j] += (a0 * d0[j] + a1 * d1[j]) + (a2 * d2[j] + a3 * d3[j])
+        else:
+            for r in range(i, rows):
+                row = dz[r]
+                for j in range(filters):
+                    db[j] += row[j]
+                for t in range(depth):
+                    value = cols[r, t]
+                    target = dw[t]
+                    for j in range(filters):
+                        target[j] += value * row[j]
+
+
 @njit(cache=True, error_model="numpy")
 def conv2d_forward(x, w, b, strides, dilation, padding, code, alpha, cols, z, y):
     """``z = conv(x, w) + b`` and ``y = act(z)``.
@@ -209,10 +257,14 @@ def conv2d_backward(x, w, z, y, dy, strides, dilation, padding, code, alpha, col
     rows = batch * out_h * out_w
     depth = kh * kw * channels
     dz2 = dz.reshape(rows, filters)
-    _output_gradient(
-        z.reshape(rows, filters), y.reshape(rows, filters), dy.reshape(rows, filters), code, alpha, dz2, db
-    )
-    np.dot(cols.T, dz2, dw.reshape(depth, filters))
+    in_place = dz.ctypes.data == dy.ctypes.data
+    if depth <= SMALL_DEPTH and in_place and (code == RELU or code == LINEAR):
+        _thin_gradients(cols, y.reshape(rows, filters), code == RELU, dz2, db, dw.reshape(depth, filters))
+    else:
+        _output_gradient(
+            z.reshape(rows, filters), y.reshape(rows, filters), dy.reshape(rows, filters), code, alpha, dz2, db
+        )
+        np.dot(cols.T, dz2, dw.reshape(depth, filters))
     if need_dx:
         np.dot(dz2, w.reshape(depth, filters).T, cols)
         dx.fill(0.0)
