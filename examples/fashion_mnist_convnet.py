@@ -7,7 +7,7 @@ blocks, Dropout 0.5, Dense 10 softmax; Adam, batch 128, validation_split 0.1.
 convolution (padding "same", no bias) is followed by BatchNormalization and
 the relu, a Dense(128) + BatchNormalization + relu comes before the dropout,
 and Adam's learning rate follows a cosine decay to zero over the run
-(docs/performance.md has the accuracies).
+(docs/convolution.md has the accuracies).
 """
 
 import argparse

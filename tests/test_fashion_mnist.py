@@ -45,7 +45,7 @@ def _convnet_example():
 @requires_fashion_mnist
 def test_fashion_mnist_convnet_learns_in_two_epochs():
     """Two-epoch runs of examples/fashion_mnist_convnet.py's models, with the
-    example's optimizers (the 10-epoch figures are in docs/performance.md)."""
+    example's optimizers (the 10-epoch figures are in docs/convolution.md)."""
     (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     x_train = x_train[..., None].astype("float32") / 255
     x_test = x_test[..., None].astype("float32") / 255
