@@ -183,9 +183,9 @@ def test_conv2d_backward_without_dx_leaves_it_alone(device, case, rng):
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 def test_conv2d_gradient_in_place_matches_numpy(device, index, dtype, activation, rng):
     """dz passed as dy, as the layer does: thin im2col matrices (at most
-    SMALL_DEPTH columns, cases 2, 6 and 9) take the CPU's one-pass forward
-    and gradient loops, wider ones BLAS; an odd number of rows exercises the
-    loops' remainder."""
+    SMALL_DEPTH columns, cases 2, 6 and 9) take the CPU's one-pass gradient
+    loop, wider ones BLAS; row counts that are not a multiple of four
+    exercise the loop's remainder."""
     ops = ops_for(device)
     case = CASES[index]
     (batch, height, width, channels, filters), (kh, kw), strides, dilation, _ = case
