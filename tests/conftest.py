@@ -22,6 +22,23 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def float64():
+    """nkeras's floatx set to float64 for the test (gradient checks)."""
+    from nkeras import config
+
+    config.set_floatx("float64")
+    yield
+    config.set_floatx("float32")
+
+
+@pytest.fixture
+def real_keras():
+    """Keras 3 on JAX, for parity checks (a test dependency)."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    return pytest.importorskip("keras")
+
+
 @pytest.fixture(params=["cpu", "cuda"])
 def ops(request):
     """The kernels of each device, called with NumPy arrays (tests/devices.py)."""

@@ -7,7 +7,6 @@ and its CUDA twin trains as on the CPU (simulator)."""
 
 import functools
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -130,12 +129,6 @@ class LogCosh(keras.losses.Loss):
 class WrongLogCosh(LogCosh):
     def backward(self, y_true, y_pred):
         return np.tanh(y_pred - y_true)
-
-
-@pytest.fixture
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 @functools.cache

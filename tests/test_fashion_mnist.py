@@ -35,8 +35,9 @@ def test_fashion_mnist_mlp_reaches_087_after_5_epochs():
     assert np.isfinite(loss)
 
 
-def _convnet_example():
-    spec = importlib.util.spec_from_file_location("fashion_mnist_convnet", ROOT / "examples" / "fashion_mnist_convnet.py")
+def _example(name):
+    """The module ``examples/<name>.py``, imported (its main() not run)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,7 +50,7 @@ def test_fashion_mnist_convnet_learns_in_two_epochs():
     (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     x_train = x_train[..., None].astype("float32") / 255
     x_test = x_test[..., None].astype("float32") / 255
-    example = _convnet_example()
+    example = _example("fashion_mnist_convnet")
     for batchnorm, bar in ((False, 0.85), (True, 0.88)):
         keras.utils.set_random_seed(1)
         model = example.build_model(batchnorm)
@@ -75,9 +76,7 @@ def test_fashion_mnist_transformer_learns_in_one_epoch():
     """One epoch over half the training set of
     examples/transformer_classifier.py's encoder (0.787 test accuracy; the
     example's 5-epoch run reaches 0.86: docs/attention.md)."""
-    spec = importlib.util.spec_from_file_location("transformer_classifier", ROOT / "examples" / "transformer_classifier.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = _example("transformer_classifier")
     keras.utils.set_random_seed(1)
     (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     x_train, x_test = x_train.astype("float32") / 255, x_test.astype("float32") / 255
@@ -93,10 +92,8 @@ def test_fashion_mnist_transformer_learns_in_one_epoch():
 def test_fashion_mnist_lstm_learns_in_one_epoch():
     """One epoch over half the training set of examples/fashion_mnist_lstm.py's
     model and learning rate (0.806-0.811 test accuracy over seeds 1-3; the
-    example's 5-epoch run reaches 0.884: docs/recurrent.md)."""
-    spec = importlib.util.spec_from_file_location("fashion_mnist_lstm", ROOT / "examples" / "fashion_mnist_lstm.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example's 5-epoch run reaches 0.887: docs/recurrent.md)."""
+    example = _example("fashion_mnist_lstm")
     keras.utils.set_random_seed(1)
     (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     x_train, x_test = x_train.astype("float32") / 255, x_test.astype("float32") / 255

@@ -11,13 +11,6 @@ from nkeras.layers import Layer
 from tests.test_models import _flat_gradient_check
 
 
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
 # ---- shared layers ---------------------------------------------------------
 
 

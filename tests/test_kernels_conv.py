@@ -120,9 +120,9 @@ def _runs(cuda_runs):
     ]
 
 
-@pytest.mark.parametrize("device,case,dtype,activation", _runs(CUDA_CONV_RUNS))
-def test_conv2d_forward_backward_match_numpy(device, case, dtype, activation, rng):
-    ops = ops_for(device)
+def _check_conv2d(ops, case, dtype, activation, rng, in_place):
+    """Forward and backward of ``case`` against the float64 references;
+    ``in_place`` passes dy as dz, as the layer does."""
     (batch, height, width, channels, filters), (kh, kw), strides, dilation, _ = case
     out_hw, padding = _geometry(case)
     x = rng.standard_normal((batch, height, width, channels))
@@ -144,13 +144,18 @@ def test_conv2d_forward_backward_match_numpy(device, case, dtype, activation, rn
     ops.conv2d_forward(xs, ws, bs, strides, dilation, padding, code, 0.0, cols, z, y)
     np.testing.assert_allclose(y, y_ref, **_tolerance(dtype))
 
-    dz = np.full(z_ref.shape, np.nan, dtype)
+    dz = dys if in_place else np.full(z_ref.shape, np.nan, dtype)
     dw, db, dx = np.full(w.shape, np.nan, dtype), np.full(filters, np.nan, dtype), np.full(x.shape, np.nan, dtype)
     ops.conv2d_backward(xs, ws, z, y, dys, strides, dilation, padding, code, 0.0, cols, dz, dw, db, dx, True)
     np.testing.assert_allclose(dz, dz_ref, **_tolerance(dtype))
     np.testing.assert_allclose(dw, dw_ref, **_tolerance(dtype))
     np.testing.assert_allclose(db, dz_ref.sum(axis=(0, 1, 2)), **_tolerance(dtype))
     np.testing.assert_allclose(dx, dx_ref, **_tolerance(dtype))
+
+
+@pytest.mark.parametrize("device,case,dtype,activation", _runs(CUDA_CONV_RUNS))
+def test_conv2d_forward_backward_match_numpy(device, case, dtype, activation, rng):
+    _check_conv2d(ops_for(device), case, dtype, activation, rng, in_place=False)
 
 
 @pytest.mark.parametrize("device,case", [("cpu", CASES[9]), ("cpu", CASES[4]), ("cuda", CASES[4])])
@@ -186,31 +191,7 @@ def test_conv2d_gradient_in_place_matches_numpy(device, index, dtype, activation
     SMALL_DEPTH columns, cases 2, 6 and 9) take the CPU's one-pass gradient
     loop, wider ones BLAS; row counts that are not a multiple of four
     exercise the loop's remainder."""
-    ops = ops_for(device)
-    case = CASES[index]
-    (batch, height, width, channels, filters), (kh, kw), strides, dilation, _ = case
-    out_hw, padding = _geometry(case)
-    x = rng.standard_normal((batch, height, width, channels))
-    w = rng.standard_normal((kh, kw, channels, filters)) / np.sqrt(kh * kw * channels)
-    b = rng.standard_normal(filters)
-    y_ref, slope = _activate(reference_conv(x, w, strides, dilation, padding, out_hw) + b, activation)
-    dy = rng.standard_normal(y_ref.shape)
-    dz_ref = dy * slope
-    dx_ref, dw_ref = reference_conv_grads(x, w, dz_ref, strides, dilation, padding)
-
-    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
-    xs, ws, bs, dz = cast(x), cast(w), cast(b), cast(dy)
-    code = codes.ACTIVATION_CODES[activation]
-    cols = np.full((batch * out_hw[0] * out_hw[1], kh * kw * channels), np.nan, dtype)
-    y = np.full(y_ref.shape, np.nan, dtype)
-    ops.conv2d_forward(xs, ws, bs, strides, dilation, padding, code, 0.0, cols, y, y)
-    np.testing.assert_allclose(y, y_ref, **_tolerance(dtype))
-    dw, db, dx = np.full(w.shape, np.nan, dtype), np.full(filters, np.nan, dtype), np.full(x.shape, np.nan, dtype)
-    ops.conv2d_backward(xs, ws, y, y, dz, strides, dilation, padding, code, 0.0, cols, dz, dw, db, dx, True)
-    np.testing.assert_allclose(dz, dz_ref, **_tolerance(dtype))
-    np.testing.assert_allclose(dw, dw_ref, **_tolerance(dtype))
-    np.testing.assert_allclose(db, dz_ref.sum(axis=(0, 1, 2)), **_tolerance(dtype))
-    np.testing.assert_allclose(dx, dx_ref, **_tolerance(dtype))
+    _check_conv2d(ops_for(device), CASES[index], dtype, activation, rng, in_place=True)
 
 
 @pytest.mark.parametrize("device,case,dtype,activation", _runs(CUDA_TRANSPOSE_RUNS))

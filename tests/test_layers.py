@@ -10,13 +10,6 @@ from tests.layer_check import check_layer_gradients, run_layer
 ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "selu", "leaky_relu", "silu", "softplus"]
 
 
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_dense_gradients(activation, float64, rng):
     check_layer_gradients(layers.Dense(5, activation=activation), (4, 3), rng)

@@ -3,7 +3,6 @@ masks, causal, dropout, attention scores as an output), Keras 3 parity
 (weights, configs, forward with weights copied), errors naming the layer,
 and training on both devices."""
 
-import os
 
 import numpy as np
 import pytest
@@ -16,19 +15,6 @@ from nkeras.layers import Dense, GlobalAveragePooling1D, LayerNormalization
 from nkeras.layers.attention import MultiHeadAttention
 from nkeras.saving.serialization import deserialize_layer
 from tests.gradcheck import numerical_grad
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-@pytest.fixture
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 def _binary(rng, shape, keep=0.7):

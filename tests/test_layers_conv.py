@@ -14,18 +14,6 @@ from tests.layer_check import check_layer_gradients
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-@pytest.fixture(scope="module")
-def real_keras():
-    return pytest.importorskip("keras")
-
-
 @pytest.mark.parametrize(
     "layer, input_shape",
     [

@@ -2,7 +2,6 @@
 shapes, weights and forward parity with Keras 3, configs, errors, and a
 tiny model trained on the CPU and the simulated CUDA device."""
 
-import os
 
 import numpy as np
 import pytest
@@ -10,13 +9,6 @@ import pytest
 import nkeras as keras
 from nkeras.layers.depthwise_convolutional import DepthwiseConv2D, SeparableConv2D
 from tests.layer_check import check_layer_gradients
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
 
 
 @pytest.mark.parametrize(
@@ -127,12 +119,6 @@ def test_bad_inputs_name_the_layer(make):
 
 
 # ---- Keras 3 parity ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 PARITY = [

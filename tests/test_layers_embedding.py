@@ -3,7 +3,6 @@ configs, outputs, masks), bad indices and shapes naming the layer, masks
 that keep padded steps out of the loss, training on both devices and
 .keras round trips."""
 
-import os
 
 import numpy as np
 import pytest
@@ -12,19 +11,6 @@ import nkeras as keras
 from devices import assert_trains_alike_on_both_devices
 from nkeras import layers
 from tests.gradcheck import numerical_grad
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-@pytest.fixture
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 def _forward(layer, x, training=True):

@@ -2,7 +2,6 @@
 (outputs, configs, functional forms), errors naming the layer, training on
 both devices and .keras round trips."""
 
-import os
 
 import numpy as np
 import pytest
@@ -12,19 +11,6 @@ from devices import assert_trains_alike_on_both_devices
 from nkeras import layers
 from tests.gradcheck import numerical_grad
 from tests.layer_check import run_layer
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-@pytest.fixture
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 def check_multi_input_gradients(layer, xs, rng, eps=1e-6):

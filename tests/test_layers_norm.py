@@ -2,7 +2,6 @@
 gradient checks in float64, Keras 3 parity (weights, configs, forward,
 training with moving statistics), errors, and training on both devices."""
 
-import os
 
 import numpy as np
 import pytest
@@ -14,19 +13,6 @@ from nkeras.layers.normalization import BatchNormalization, LayerNormalization
 from nkeras.layers.regularization import SpatialDropout1D, SpatialDropout2D
 from nkeras.saving.serialization import deserialize_layer
 from tests.layer_check import check_layer_gradients, run_layer
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-@pytest.fixture
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 def _check_with_positive_variance(layer, input_shape, rng, training):

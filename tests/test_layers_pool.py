@@ -2,7 +2,6 @@
 Keras 3 parity (forward, tie-breaking gradients, configs), shapes, errors,
 and a small model trained on the CPU and on the simulated CUDA device."""
 
-import os
 
 import numpy as np
 import pytest
@@ -21,19 +20,6 @@ from nkeras.layers.pooling import (
 )
 from nkeras.layers.reshaping import Cropping1D, Cropping2D, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D
 from tests.layer_check import check_layer_gradients, run_layer
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-@pytest.fixture(scope="module")
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 # (class name, constructor arguments, input shape): every layer, with

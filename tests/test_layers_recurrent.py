@@ -3,7 +3,6 @@ and without masks and initial states), Keras 3 parity (weights, configs,
 forward with masks, return_sequences/return_state/go_backwards), errors
 naming the layer, training on both devices, saving."""
 
-import os
 
 import numpy as np
 import pytest
@@ -16,19 +15,6 @@ from nkeras.layers import GRU, LSTM, SimpleRNN
 from tests.gradcheck import numerical_grad
 
 LAYERS = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-@pytest.fixture
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 def _run(layer, inputs, mask, training=True):

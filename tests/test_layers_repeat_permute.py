@@ -1,7 +1,6 @@
 """RepeatVector and Permute: float64 gradient checks, Keras 3 parity,
 errors naming the layer, training on both devices and a .keras round trip."""
 
-import os
 
 import numpy as np
 import pytest
@@ -10,19 +9,6 @@ import nkeras as keras
 from devices import assert_trains_alike_on_both_devices
 from nkeras import layers
 from tests.layer_check import check_layer_gradients, run_layer
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-@pytest.fixture
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 @pytest.mark.parametrize("n,features", [(1, 1), (3, 5)])

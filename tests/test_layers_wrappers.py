@@ -2,7 +2,6 @@
 parity (weights, configs, outputs), masks, errors naming the layer,
 training on both devices and .keras files both ways."""
 
-import os
 
 import numpy as np
 import pytest
@@ -11,19 +10,6 @@ import nkeras as keras
 from devices import assert_trains_alike_on_both_devices
 from nkeras import layers
 from nkeras.testing import check_gradients
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-@pytest.fixture
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 # ---- TimeDistributed ------------------------------------------------------------------

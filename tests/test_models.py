@@ -103,13 +103,6 @@ def _flat_gradient_check(model, xs, ys, rng, eps=1e-6):
         assert np.isclose(analytic[index], (plus - minus) / (2 * eps), rtol=1e-5, atol=1e-8), index
 
 
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
 def test_graph_gradients_with_shared_tensor_and_two_outputs(float64, rng):
     """A tensor feeding three layers (its gradient is summed) and two heads
     with weighted losses: the flat gradient matches finite differences."""

@@ -3,19 +3,12 @@ Masking, recurrent layers and Bidirectional. Keras 3 records the mask a
 Masking or Embedding layer computes as operation layers (NotEqual, Any)
 whose output it passes as ``mask=``; nkeras rebuilds those as layers."""
 
-import os
 
 import numpy as np
 import pytest
 
 import nkeras as keras
 from nkeras.layers.mask_ops import Any, NotEqual
-
-
-@pytest.fixture
-def real_keras():
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    return pytest.importorskip("keras")
 
 
 def _padded(rng, n=5, steps=6, features=4):
