@@ -115,20 +115,18 @@ class Case:
         carries = np.zeros((timesteps + 1, batch, units), dtype)
         cells = np.zeros_like(carries)
         recurrent_inputs = np.zeros((timesteps, batch, units), dtype)
-        projection = np.zeros((batch, k * units), dtype)
         y = np.zeros(self.dy.shape, dtype)
         flags = (mask, self.masked, input_mask, self.dropout, recurrent_mask, self.dropout, self.go_backwards)
         if self.cell == "lstm":
             ops.lstm_forward(x, kernel, recurrent_kernel, bias, self.use_bias, initial[0], initial[1], *flags,
                              self.activation, self.recurrent_activation, steps, gates, carries, cells,
-                             recurrent_inputs, projection, y)
+                             recurrent_inputs, y)
         elif self.cell == "gru":
             ops.gru_forward(x, kernel, recurrent_kernel, bias, self.use_bias, initial[0], *flags, self.activation,
-                            self.recurrent_activation, steps, gates, carries, cells[:-1], recurrent_inputs,
-                            projection, y)
+                            self.recurrent_activation, steps, gates, carries, cells[:-1], recurrent_inputs, y)
         else:
             ops.simple_rnn_forward(x, kernel, recurrent_kernel, bias, self.use_bias, initial[0], *flags,
-                                   self.activation, steps, gates, carries, recurrent_inputs, projection, y)
+                                   self.activation, steps, gates, carries, recurrent_inputs, y)
         states = [carries[-1].copy()] + ([cells[-1].copy()] if self.cell == "lstm" else [])
 
         grads = {"kernel": np.zeros_like(kernel), "recurrent_kernel": np.zeros_like(recurrent_kernel),

@@ -7,14 +7,16 @@ the input dropout mask when one is used), so that
 
 - the input projection of every step is ONE BLAS GEMM
   ``steps (T * B, F) @ kernel (F, k * units)`` into ``gates (T, B, k * units)``;
-- the time loop runs inside the kernel: per step one GEMM
-  ``recurrent_inputs[t] (B, units) @ recurrent_kernel`` into the
-  ``projection`` scratch, then one fused loop that adds the bias, applies
-  the gate activations (stored over the projections in ``gates[t]``) and
-  writes the new state into ``carries[t + 1]`` (and ``cells[t + 1]``);
+- the time loop runs inside the kernel: per step one GEMM adds
+  ``recurrent_inputs[t] (B, units) @ recurrent_kernel`` into ``gates[t]``
+  (``gemm`` with ``beta = 1``, which saves a scratch buffer and a pass over
+  it: 13% of the LSTM forward), then short loops add the bias, apply the
+  gate activations (over ``gates[t]``) and write the new state into
+  ``carries[t + 1]`` (and ``cells[t + 1]``); the GRU's candidate keeps its
+  recurrent product apart, in ``candidates[t]``, for the reset gate;
 - the backward loop walks the steps in reverse, computing each step's gate
-  gradients (written over ``gates[t]``) and the state gradient through one
-  GEMM with the transposed recurrent kernel; then the weight gradients are
+  gradients (written over ``gates[t]``) and adding the state gradient
+  through one GEMM with the transposed recurrent kernel; then the weight gradients are
   ONE GEMM each over all steps: ``dkernel = steps^T dgates``,
   ``drecurrent_kernel = recurrent_inputs^T dgates``, and ``dsteps = dgates
   kernel^T`` (written over ``steps``) before it is scattered into ``dx``.
@@ -44,6 +46,7 @@ from numba import njit
 
 from nkeras.kernels.codes import RELU, SIGMOID, TANH
 from nkeras.kernels.cpu.activation import _act
+from nkeras.kernels.cpu.blas import gemm
 from nkeras.kernels.cpu.dropout import _dropout_constants, _uniform
 
 
@@ -322,33 +325,36 @@ def _start_carry_grads(d_final, use_state_grads, carry_grad):
 
 
 @njit(cache=True, error_model="numpy")
-def _recurrent_carry_grad(through, recurrent_mask, use_recurrent_mask, keep, b, dh):
-    """``dh[b] (+)= through[b] (* recurrent_mask[b])`` on a kept step; a
-    skipped step passes ``dh[b]`` on unchanged."""
-    if keep:
-        for j in range(dh.shape[1]):
-            value = through[b, j] * recurrent_mask[b, j] if use_recurrent_mask else through[b, j]
-            dh[b, j] += value
+def _add_recurrent_grads(gate_grads, recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh):
+    """``dh += (gate_grads @ recurrent_kernel^T) (* recurrent_mask)``: the
+    state gradient through step ``t``'s recurrent GEMM. Skipped rows have
+    zero gate gradients, so they pass ``dh`` on unchanged. Without
+    recurrent dropout the GEMM adds into ``dh`` itself; ``through`` is
+    scratch for the masked case."""
+    if not use_recurrent_mask:
+        gemm(gate_grads, recurrent_kernel, dh, False, True, 1.0)
+        return
+    gemm(gate_grads, recurrent_kernel, through, False, True)
+    batch, units = dh.shape
+    for b in range(batch):
+        for j in range(units):
+            dh[b, j] += through[b, j] * recurrent_mask[b, j]
 
 
 @njit(cache=True, error_model="numpy")
-def _activate_gates(t, b, start, stop, code, fast, candidate, bias, use_bias, projection, gates):
-    """``gates[t, b, k] = act(gates[t, b, k] + projection[b, k] (+ bias[k]))``
-    for ``k`` in ``[start, stop)``, with ``activation`` for the
-    ``candidate`` block, else ``recurrent_activation``: one short loop per
-    gate block, which LLVM vectorises (one loop over every gate and state
-    array does not). For that the loops index views of the block from 0
-    (with ``k`` from ``start``, Numba's negative-index wraparound keeps
-    LLVM from vectorising, 4x slower) and hold no branch on ``fast`` or
-    ``candidate``."""
-    row, projected = gates[t, b, start:stop], projection[b, start:stop]
+def _activate_gates(t, b, start, stop, code, fast, candidate, bias, use_bias, gates):
+    """``gates[t, b, k] = act(gates[t, b, k] (+ bias[k]))`` for ``k`` in
+    ``[start, stop)``, with ``activation`` for the ``candidate`` block, else
+    ``recurrent_activation``: one short loop per gate block, which LLVM
+    vectorises (one loop over every gate and state array does not). For
+    that the loops index views of the block from 0 (with ``k`` from
+    ``start``, Numba's negative-index wraparound keeps LLVM from
+    vectorising, 4x slower) and hold no branch on ``fast`` or ``candidate``."""
+    row = gates[t, b, start:stop]
     if use_bias:
         offset = bias[start:stop]
         for k in range(stop - start):
-            row[k] += projected[k] + offset[k]
-    else:
-        for k in range(stop - start):
-            row[k] += projected[k]
+            row[k] += offset[k]
     if fast and candidate:
         for k in range(stop - start):
             row[k] = _tanh32(row[k])
@@ -362,16 +368,16 @@ def _activate_gates(t, b, start, stop, code, fast, candidate, bias, use_bias, pr
 
 @njit(cache=True, error_model="numpy")
 def _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, fast,
-               gates, carries, cells, projection, y):
+               gates, carries, cells, y):
     """Step ``t`` after its recurrent GEMM: bias, gate activations, new state, output."""
     timesteps, batch, _ = gates.shape
     units = carries.shape[2]
     for b in range(batch):
         keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
         if keep:
-            _activate_gates(t, b, 0, 2 * units, recurrent_activation, fast, False, bias, use_bias, projection, gates)
-            _activate_gates(t, b, 2 * units, 3 * units, activation, fast, True, bias, use_bias, projection, gates)
-            _activate_gates(t, b, 3 * units, 4 * units, recurrent_activation, fast, False, bias, use_bias, projection, gates)
+            _activate_gates(t, b, 0, 2 * units, recurrent_activation, fast, False, bias, use_bias, gates)
+            _activate_gates(t, b, 2 * units, 3 * units, activation, fast, True, bias, use_bias, gates)
+            _activate_gates(t, b, 3 * units, 4 * units, recurrent_activation, fast, False, bias, use_bias, gates)
             for j in range(units):
                 c, h = _lstm_state(gates[t, b, j], gates[t, b, units + j], gates[t, b, 2 * units + j],
                                    gates[t, b, 3 * units + j], cells[t, b, j], activation, fast)
@@ -386,7 +392,7 @@ def _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recu
 @njit(cache=True, error_model="numpy")
 def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_mask, input_mask, use_input_mask,
                  recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
-                 steps, gates, carries, cells, recurrent_inputs, projection, y):
+                 steps, gates, carries, cells, recurrent_inputs, y):
     """An LSTM over the whole sequence.
 
     x: (B, T, F); kernel: (F, 4U); recurrent_kernel: (U, 4U); bias: (4U,)
@@ -395,7 +401,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_
     ``use_`` flag is set). State: steps (T, B, F), gates (T, B, 4U) (the
     activated gates i, f, c, o), carries and cells (T + 1, B, U) (h_t and
     c_t, index 0 the initial state), recurrent_inputs (T, B, U) (see the
-    module doc), projection (B, 4U) scratch. Output y: (B, T, U) for the
+    module doc). Output y: (B, T, U) for the
     sequence or (B, 1, U) for the last output.
     """
     timesteps = steps.shape[0]
@@ -405,13 +411,13 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     for t in range(timesteps):
         _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
-        np.dot(source[t], recurrent_kernel, projection)
+        gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
         if fast:
             _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, True,
-                       gates, carries, cells, projection, y)
+                       gates, carries, cells, y)
         else:
             _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, False,
-                       gates, carries, cells, projection, y)
+                       gates, carries, cells, y)
 
 
 @njit(cache=True, error_model="numpy")
@@ -489,7 +495,7 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
     when ``need_dx`` and dh0, dc0 when ``need_initial_grads``. Overwrites
     ``gates`` and ``steps``.
     """
-    timesteps, batch, _ = steps.shape
+    timesteps = steps.shape[0]
     fast = _fast_path(steps, activation, recurrent_activation)
     dh, dc, pending, through = carry_grads[0], carry_grads[1], carry_grads[2], carry_grads[3]
     _start_carry_grads(dh_final, use_state_grads, dh)
@@ -501,10 +507,7 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
         else:
             _lstm_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation,
                              gates, cells, dy, dh, dc, pending)
-        np.dot(gates[t], recurrent_kernel.T, through)
-        for b in range(batch):
-            keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
-            _recurrent_carry_grad(through, recurrent_mask, use_recurrent_mask, keep, b, dh)
+        _add_recurrent_grads(gates[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
     if need_initial_grads:
         dh0[:, :] = dh
         dc0[:, :] = dc
@@ -516,9 +519,10 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
 
 @njit(cache=True, error_model="numpy")
 def _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, fast,
-              gates, carries, candidates, projection, y):
-    """Step ``t`` after its recurrent GEMM: biases, gates z and r, the
-    candidate (its recurrent projection kept in ``candidates``), new state, output."""
+              gates, carries, candidates, y):
+    """Step ``t`` after its recurrent GEMMs (z and r added into ``gates[t]``,
+    the candidate's into ``candidates[t]``): biases, gates z and r, the
+    candidate, new state, output."""
     timesteps, batch, _ = gates.shape
     units = carries.shape[2]
     for b in range(batch):
@@ -526,16 +530,13 @@ def _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recur
         if keep:
             if use_bias:
                 for k in range(2 * units):
-                    z = gates[t, b, k] + bias[0, k] + projection[b, k] + bias[1, k]
-                    gates[t, b, k] = _gate_act(z, recurrent_activation, fast)
+                    gates[t, b, k] = _gate_act(gates[t, b, k] + bias[0, k] + bias[1, k], recurrent_activation, fast)
                 for j in range(units):
-                    candidates[t, b, j] = projection[b, 2 * units + j] + bias[1, 2 * units + j]
+                    candidates[t, b, j] += bias[1, 2 * units + j]
                     gates[t, b, 2 * units + j] += bias[0, 2 * units + j]
             else:
                 for k in range(2 * units):
-                    gates[t, b, k] = _gate_act(gates[t, b, k] + projection[b, k], recurrent_activation, fast)
-                for j in range(units):
-                    candidates[t, b, j] = projection[b, 2 * units + j]
+                    gates[t, b, k] = _gate_act(gates[t, b, k], recurrent_activation, fast)
             for j in range(units):
                 hh, h = _gru_state(gates[t, b, j], gates[t, b, units + j], gates[t, b, 2 * units + j],
                                    candidates[t, b, j], carries[t, b, j], activation, fast)
@@ -549,7 +550,7 @@ def _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recur
 @njit(cache=True, error_model="numpy")
 def gru_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
                 recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
-                steps, gates, carries, candidates, recurrent_inputs, projection, y):
+                steps, gates, carries, candidates, recurrent_inputs, y):
     """A GRU (reset_after=True, Keras 3's default) over the whole sequence.
 
     As ``lstm_forward`` with 3U gate columns (z, r, h) and no cell state;
@@ -564,13 +565,15 @@ def gru_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask,
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     for t in range(timesteps):
         _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
-        np.dot(source[t], recurrent_kernel, projection)
+        units = carries.shape[2]
+        gemm(source[t], recurrent_kernel[:, :2 * units], gates[t, :, :2 * units], False, False, 1.0)
+        gemm(source[t], recurrent_kernel[:, 2 * units:], candidates[t])
         if fast:
             _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, True,
-                      gates, carries, candidates, projection, y)
+                      gates, carries, candidates, y)
         else:
             _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, False,
-                      gates, carries, candidates, projection, y)
+                      gates, carries, candidates, y)
 
 
 @njit(cache=True, error_model="numpy")
@@ -645,8 +648,7 @@ def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask,
     by the reset gate); carry_grads: (3, B, U) scratch; dbias: (2, 3U).
     Otherwise as ``lstm_backward``, without the cell state.
     """
-    timesteps, batch, _ = steps.shape
-    units = carries.shape[2]
+    timesteps = steps.shape[0]
     dh, pending, through = carry_grads[0], carry_grads[1], carry_grads[2]
     _start_carry_grads(dh_final, use_state_grads, dh)
     pending[:, :] = 0.0
@@ -658,10 +660,7 @@ def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask,
         else:
             _gru_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation, gates, carries,
                             candidates, recurrent_grads, dy, dh, pending)
-        np.dot(recurrent_grads[t], recurrent_kernel.T, through)
-        for b in range(batch):
-            keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
-            _recurrent_carry_grad(through, recurrent_mask, use_recurrent_mask, keep, b, dh)
+        _add_recurrent_grads(recurrent_grads[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
     if need_initial_grads:
         dh0[:, :] = dh
     if use_bias:
@@ -672,13 +671,13 @@ def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask,
 
 
 @njit(cache=True, error_model="numpy")
-def _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, fast, gates, carries, projection, y):
+def _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, fast, gates, carries, y):
     timesteps, batch, _ = gates.shape
     units = carries.shape[2]
     for b in range(batch):
         keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
         if keep:
-            _activate_gates(t, b, 0, units, activation, fast, True, bias, use_bias, projection, gates)
+            _activate_gates(t, b, 0, units, activation, fast, True, bias, use_bias, gates)
             for j in range(units):
                 carries[t + 1, b, j] = gates[t, b, j]
         else:
@@ -689,7 +688,7 @@ def _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation
 @njit(cache=True, error_model="numpy")
 def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
                        recurrent_mask, use_recurrent_mask, go_backwards, activation,
-                       steps, gates, carries, recurrent_inputs, projection, y):
+                       steps, gates, carries, recurrent_inputs, y):
     """A fully connected RNN, ``h_t = act(x_t @ kernel + h_{t-1} @
     recurrent_kernel + bias)``, over the whole sequence; as ``lstm_forward``
     with U gate columns (``gates`` ends as each step's new hidden value)
@@ -700,13 +699,11 @@ def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, us
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     for t in range(timesteps):
         _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
-        np.dot(source[t], recurrent_kernel, projection)
+        gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
         if fast:
-            _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, True,
-                             gates, carries, projection, y)
+            _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, True, gates, carries, y)
         else:
-            _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, False,
-                             gates, carries, projection, y)
+            _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, False, gates, carries, y)
 
 
 @njit(cache=True, error_model="numpy")
@@ -732,10 +729,7 @@ def simple_rnn_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, inpu
             else:
                 for j in range(units):
                     gates[t, b, j] = 0.0
-        np.dot(gates[t], recurrent_kernel.T, through)
-        for b in range(batch):
-            keep = _keep(mask, use_mask, b, t, timesteps, go_backwards)
-            _recurrent_carry_grad(through, recurrent_mask, use_recurrent_mask, keep, b, dh)
+        _add_recurrent_grads(gates[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
     if need_initial_grads:
         dh0[:, :] = dh
     if use_bias:

@@ -15,11 +15,9 @@ gradients as GEMMs over all steps at once and a scatter into ``dx``.
 
 The arithmetic is the CPU module's: the same scalar helpers, so both
 devices round the same way (the float32 tanh/sigmoid approximations
-included). ``projection`` is the CPU's GEMM scratch; here each thread keeps
-its projections in registers, so it is left alone.
+included). Each thread keeps its projections in registers.
 """
 
-import numba
 import numpy as np
 from numba import cuda
 
@@ -256,7 +254,7 @@ def _lstm_loop(recurrent_kernel, bias, use_bias, h0, c0, mask, use_mask, recurre
 
 def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_mask, input_mask, use_input_mask,
                  recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
-                 steps, gates, carries, cells, recurrent_inputs, projection, y):
+                 steps, gates, carries, cells, recurrent_inputs, y):
     """An LSTM over the whole sequence, as the CPU twin."""
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     _begin_sequence(x, kernel, input_mask, use_input_mask, go_backwards, steps, gates)
@@ -369,7 +367,7 @@ def _gru_loop(recurrent_kernel, bias, use_bias, h0, mask, use_mask, recurrent_ma
 
 def gru_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
                 recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
-                steps, gates, carries, candidates, recurrent_inputs, projection, y):
+                steps, gates, carries, candidates, recurrent_inputs, y):
     """A GRU (reset_after=True) over the whole sequence, as the CPU twin."""
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     _begin_sequence(x, kernel, input_mask, use_input_mask, go_backwards, steps, gates)
@@ -461,7 +459,7 @@ def _simple_rnn_loop(recurrent_kernel, bias, use_bias, h0, mask, use_mask, recur
 
 def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
                        recurrent_mask, use_recurrent_mask, go_backwards, activation,
-                       steps, gates, carries, recurrent_inputs, projection, y):
+                       steps, gates, carries, recurrent_inputs, y):
     """A fully connected RNN over the whole sequence, as the CPU twin."""
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     _begin_sequence(x, kernel, input_mask, use_input_mask, go_backwards, steps, gates)

@@ -197,7 +197,6 @@ class _RNN(Layer):
             "steps": (timesteps, batch, features),
             "gates": (timesteps, batch, columns),
             "carries": (timesteps + 1, batch, units),
-            "projection": (batch, columns),
             "zeros": (batch, units),
         }
         state.update(self._cell_state_shapes(timesteps, batch, training))
@@ -363,7 +362,7 @@ class SimpleRNN(_RNN):
     def _run_forward(self, ctx, x, initial, flags, state, recurrent_inputs, y):
         ctx.ops.simple_rnn_forward(x, self.kernel.value, self.recurrent_kernel.value, self._bias(state), self.use_bias,
                                    initial[0], *flags, self._activation_code, state["steps"], state["gates"],
-                                   state["carries"], recurrent_inputs, state["projection"], y)
+                                   state["carries"], recurrent_inputs, y)
 
     def _run_backward(self, ctx, common, state, recurrent_inputs, dy, state_grads, use_state_grads, grads,
                       initial_grads, need_initial):
@@ -437,8 +436,7 @@ class LSTM(_RNN):
     def _run_forward(self, ctx, x, initial, flags, state, recurrent_inputs, y):
         ctx.ops.lstm_forward(x, self.kernel.value, self.recurrent_kernel.value, self._bias(state), self.use_bias,
                              initial[0], initial[1], *flags, self._activation_code, self._recurrent_code,
-                             state["steps"], state["gates"], state["carries"], state["cells"], recurrent_inputs,
-                             state["projection"], y)
+                             state["steps"], state["gates"], state["carries"], state["cells"], recurrent_inputs, y)
 
     def _run_backward(self, ctx, common, state, recurrent_inputs, dy, state_grads, use_state_grads, grads,
                       initial_grads, need_initial):
@@ -521,8 +519,7 @@ class GRU(_RNN):
     def _run_forward(self, ctx, x, initial, flags, state, recurrent_inputs, y):
         ctx.ops.gru_forward(x, self.kernel.value, self.recurrent_kernel.value, self._bias(state), self.use_bias,
                             initial[0], *flags, self._activation_code, self._recurrent_code, state["steps"],
-                            state["gates"], state["carries"], state["candidates"], recurrent_inputs,
-                            state["projection"], y)
+                            state["gates"], state["carries"], state["candidates"], recurrent_inputs, y)
 
     def _run_backward(self, ctx, common, state, recurrent_inputs, dy, state_grads, use_state_grads, grads,
                       initial_grads, need_initial):
