@@ -319,6 +319,17 @@ def test_winograd_forward_backward_match_numpy(device, case, dtype, activation, 
     np.testing.assert_allclose(dx, dx_ref, **_tolerance(dtype))
 
 
+def test_winograd_kernel_transform_matrix_is_the_cuda_helpers():
+    """The CPU's GEMM kernel transform and the per-filter helpers the CUDA
+    kernels use are one matrix G and its adjoint."""
+    from nkeras.kernels.cpu.conv import _G, _winograd_filter, _winograd_filter_adjoint
+
+    columns = np.array([_winograd_filter(*unit) for unit in np.eye(3)]).T
+    np.testing.assert_allclose(columns, _G, rtol=1e-15)
+    rows = np.array([_winograd_filter_adjoint(*unit) for unit in np.eye(6)]).T
+    np.testing.assert_allclose(rows, _G.T, rtol=1e-15)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_winograd_softmax_and_no_dx(device, rng):
     """Softmax over the filters, dz in place of dy, and no input gradient."""

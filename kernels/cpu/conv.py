@@ -376,7 +376,8 @@ def _winograd_out_adjoint(y0, y1, y2, y3):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _winograd_filter(g0, g1, g2):
-    """``G g`` for one row or column of a 3x3 kernel (in float64: G has sixths)."""
+    """``G g`` for one row or column of a 3x3 kernel (in float64: G has
+    sixths); the CUDA kernel transform's arithmetic, ``_G`` here."""
     return (
         g0 / 4.0,
         -(g0 + g1 + g2) / 6.0,
@@ -389,7 +390,7 @@ def _winograd_filter(g0, g1, g2):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _winograd_filter_adjoint(u0, u1, u2, u3, u4, u5):
-    """``G^T u``, the adjoint of ``_winograd_filter``."""
+    """``G^T u``, the adjoint of ``_winograd_filter`` (the CUDA kernel gradient's)."""
     return (
         u0 / 4.0 - (u1 + u2) / 6.0 + (u3 + u4) / 24.0,
         (u2 - u1) / 6.0 + (u3 - u4) / 12.0,
@@ -399,48 +400,44 @@ def _winograd_filter_adjoint(u0, u1, u2, u3, u4, u5):
 
 @njit(cache=True, error_model="numpy")
 def _pad_into(x, padding, padded):
+    """``x`` inside zeros, ``padding`` = (rows, columns) of them before it;
+    each element of ``padded`` written once (filling it with zeros first
+    took as long as the copy)."""
     _, height, width, _ = x.shape
     top, left = padding
-    padded.fill(0.0)
     for b in range(x.shape[0]):
-        for i in range(height):
-            padded[b, top + i, left:left + width, :] = x[b, i]
+        for i in range(padded.shape[1]):
+            row = padded[b, i]
+            if top <= i < top + height:
+                row[:left] = 0.0
+                row[left:left + width] = x[b, i - top]
+                row[left + width:] = 0.0
+            else:
+                row[:] = 0.0
+
+
+# ``G`` as a matrix (the coefficients of ``_winograd_filter``, which the CUDA
+# kernels use per filter): the kernel transform ``G g G^T`` of every
+# (channel, filter) pair at once is then ONE small GEMM, ``u = (G kron G) w``
+# over the flattened taps, and the kernel gradient ``G^T du G`` the
+# transposed one (10x faster than a loop of per-pair transforms).
+_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+               [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+_FILTER_POINTS = np.kron(_G, _G)  # (36, 9): [6 * i + j, 3 * ky + kx] = G[i, ky] * G[j, kx]
+_FILTER_POINTS_ADJOINT = np.ascontiguousarray(_FILTER_POINTS.T)
 
 
 @njit(cache=True, error_model="numpy")
 def _filter_transform(w, u):
     _, _, channels, filters = w.shape
-    for c in range(channels):
-        for f in range(filters):
-            r0 = _winograd_filter(w[0, 0, c, f], w[0, 1, c, f], w[0, 2, c, f])
-            r1 = _winograd_filter(w[1, 0, c, f], w[1, 1, c, f], w[1, 2, c, f])
-            r2 = _winograd_filter(w[2, 0, c, f], w[2, 1, c, f], w[2, 2, c, f])
-            for j in range(6):
-                column = _winograd_filter(r0[j], r1[j], r2[j])
-                for i in range(6):
-                    u[6 * i + j, c, f] = column[i]
+    np.dot(_FILTER_POINTS.astype(w.dtype), w.reshape(9, channels * filters), u.reshape(36, channels * filters))
 
 
 @njit(cache=True, error_model="numpy")
 def _filter_gradient(du, dw):
     _, channels, filters = du.shape
-    for c in range(channels):
-        for f in range(filters):
-            r0 = _winograd_filter_adjoint(du[0, c, f], du[1, c, f], du[2, c, f], du[3, c, f], du[4, c, f], du[5, c, f])
-            r1 = _winograd_filter_adjoint(du[6, c, f], du[7, c, f], du[8, c, f], du[9, c, f], du[10, c, f],
-                                          du[11, c, f])
-            r2 = _winograd_filter_adjoint(du[12, c, f], du[13, c, f], du[14, c, f], du[15, c, f], du[16, c, f],
-                                          du[17, c, f])
-            r3 = _winograd_filter_adjoint(du[18, c, f], du[19, c, f], du[20, c, f], du[21, c, f], du[22, c, f],
-                                          du[23, c, f])
-            r4 = _winograd_filter_adjoint(du[24, c, f], du[25, c, f], du[26, c, f], du[27, c, f], du[28, c, f],
-                                          du[29, c, f])
-            r5 = _winograd_filter_adjoint(du[30, c, f], du[31, c, f], du[32, c, f], du[33, c, f], du[34, c, f],
-                                          du[35, c, f])
-            for kx in range(3):
-                column = _winograd_filter_adjoint(r0[kx], r1[kx], r2[kx], r3[kx], r4[kx], r5[kx])
-                for ky in range(3):
-                    dw[ky, kx, c, f] = column[ky]
+    np.dot(_FILTER_POINTS_ADJOINT.astype(du.dtype), du.reshape(36, channels * filters),
+           dw.reshape(9, channels * filters))
 
 
 # A pass along a tile's rows or columns combines six transform elements of
