@@ -400,9 +400,8 @@ def _winograd_filter_adjoint(u0, u1, u2, u3, u4, u5):
 
 @njit(cache=True, error_model="numpy")
 def _pad_into(x, padding, padded):
-    """``x`` inside zeros, ``padding`` = (rows, columns) of them before it;
-    each element of ``padded`` written once (filling it with zeros first
-    took as long as the copy)."""
+    """``x`` inside zeros, ``padding`` = (rows, columns) of them before it,
+    each element of ``padded`` written once (not zeros first, then ``x``)."""
     _, height, width, _ = x.shape
     top, left = padding
     for b in range(x.shape[0]):
