@@ -94,6 +94,10 @@ CASES = [
     ((4, 13, 11, 32, 17), (3, 3), (1, 1), (1, 1), ("valid", "valid")),
     ((3, 28, 27, 1, 32), (3, 3), (1, 1), (1, 1), ("valid", "valid")),
     ((2, 12, 10, 5, 33), (5, 3), (2, 1), (1, 1), ("same", "same")),
+    # 3x3 kernels over one channel (with relu or linear: the direct forward)
+    # through padding, strides and dilation.
+    ((1, 5, 9, 1, 5), (3, 3), (2, 2), (1, 1), ("same", "same")),
+    ((1, 9, 10, 1, 3), (3, 3), (1, 1), (2, 2), ("same", "same")),
 ]
 
 
@@ -183,14 +187,16 @@ def test_conv2d_backward_without_dx_leaves_it_alone(device, case, rng):
     np.testing.assert_array_equal(dx, 7.0)
 
 
-@pytest.mark.parametrize("device,index", [("cpu", 1), ("cpu", 2), ("cpu", 6), ("cpu", 9), ("cpu", 10), ("cuda", 2)])
+@pytest.mark.parametrize("device,index", [("cpu", 1), ("cpu", 2), ("cpu", 6), ("cpu", 9), ("cpu", 10), ("cpu", 11),
+                                          ("cpu", 12), ("cuda", 2)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 def test_conv2d_gradient_in_place_matches_numpy(device, index, dtype, activation, rng):
     """dz passed as dy, as the layer does: thin im2col matrices (at most
-    SMALL_DEPTH columns, cases 2, 6 and 9) take the CPU's one-pass gradient
-    loop, wider ones BLAS; row counts that are not a multiple of four
-    exercise the loop's remainder."""
+    SMALL_DEPTH columns, cases 2, 6, 9, 11 and 12; the last three 3x3
+    one-channel kernels, whose forward is the direct loop that writes the
+    im2col rows) take the CPU's one-pass gradient loop, wider ones BLAS;
+    row counts that are not a multiple of four exercise the loop's remainder."""
     _check_conv2d(ops_for(device), CASES[index], dtype, activation, rng, in_place=True)
 
 
