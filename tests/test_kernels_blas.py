@@ -1,9 +1,9 @@
-"""``nkeras.kernels.cpu.blas.gemm`` against a float64 NumPy product."""
+"""``nkeras.kernels.cpu.blas._gemm`` against a float64 NumPy product."""
 
 import numpy as np
 import pytest
 
-from nkeras.kernels.cpu.blas import gemm
+from nkeras.kernels.cpu.blas import _gemm
 
 
 def _block(rng, rows, cols, dtype, pad):
@@ -23,7 +23,7 @@ def test_gemm_matches_numpy(rng, dtype, transpose_a, transpose_b, beta, m, n, k)
     c = wide[:, 2:2 + n]
     before = wide.copy()
     expected = (a.T if transpose_a else a).astype(np.float64) @ (b.T if transpose_b else b) + beta * before[:, 2:2 + n]
-    gemm(a, b, c, transpose_a, transpose_b, beta)
+    _gemm(a, b, c, transpose_a, transpose_b, beta)
     tolerance = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(c, expected, rtol=tolerance, atol=tolerance * k)
     np.testing.assert_array_equal(wide[:, :2], before[:, :2])
@@ -33,26 +33,26 @@ def test_gemm_matches_numpy(rng, dtype, transpose_a, transpose_b, beta, m, n, k)
 def test_gemm_with_beta_zero_ignores_what_c_held(rng):
     a, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((3, 5)).astype(np.float32)
     c = np.full((4, 5), np.nan, np.float32)
-    gemm(a, b, c)
+    _gemm(a, b, c)
     np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=1e-5)
 
 
 def test_gemm_with_empty_inner_dimension_scales_c(rng):
     c = rng.standard_normal((3, 4))
     expected = 2.0 * c
-    gemm(np.zeros((3, 0)), np.zeros((0, 4)), c, False, False, 2.0)
+    _gemm(np.zeros((3, 0)), np.zeros((0, 4)), c, False, False, 2.0)
     np.testing.assert_array_equal(c, expected)
 
 
 def test_gemm_rejects_shapes_that_do_not_chain():
     with pytest.raises(ValueError, match="do not chain"):
-        gemm(np.ones((3, 4)), np.ones((5, 2)), np.zeros((3, 2)))
+        _gemm(np.ones((3, 4)), np.ones((5, 2)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="do not chain"):
-        gemm(np.ones((3, 4)), np.ones((4, 2)), np.zeros((3, 3)))
+        _gemm(np.ones((3, 4)), np.ones((4, 2)), np.zeros((3, 3)))
 
 
 def test_gemm_rejects_rows_whose_elements_are_strided():
     with pytest.raises(ValueError, match="contiguous"):
-        gemm(np.ones((3, 8))[:, ::2], np.ones((4, 2)), np.zeros((3, 2)))
+        _gemm(np.ones((3, 8))[:, ::2], np.ones((4, 2)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="without overlapping"):
-        gemm(np.ones((3, 4))[::-1], np.ones((4, 2)), np.zeros((3, 2)))
+        _gemm(np.ones((3, 4))[::-1], np.ones((4, 2)), np.zeros((3, 2)))

@@ -2,11 +2,12 @@
 cannot do: accumulate into the output (``beta``) and read or write
 matrices whose rows are strided, such as a column block of a wider array.
 
-``gemm(a, b, c, transpose_a, transpose_b, beta)`` computes
+``_gemm(a, b, c, transpose_a, transpose_b, beta)`` computes
 ``c = op(a) @ op(b) + beta * c`` on row-major float32 or float64 matrices
 whose elements are contiguous within a row (any row stride). It calls the
 same ``numba_xxgemm`` entry point Numba's own ``np.dot`` uses, so compiled
-callers stay cacheable.
+callers stay cacheable. It is a helper of the CPU kernels, not an op: the
+CUDA kernels have their own tiled GEMM (``kernels/cuda/dense.py``).
 """
 
 from llvmlite import ir
@@ -72,7 +73,7 @@ def _row_stride(matrix):
 
 
 @njit(cache=True, error_model="numpy")
-def gemm(a, b, c, transpose_a=False, transpose_b=False, beta=0.0):
+def _gemm(a, b, c, transpose_a=False, transpose_b=False, beta=0.0):
     """``c = op(a) @ op(b) + beta * c``, ``op`` the transpose where asked.
 
     a, b, c: 2-D arrays of one float dtype with contiguous rows; ``c``

@@ -251,7 +251,8 @@ def _gather_taps(x, image, oy, ox, strides, dilation, padding, cols, r):
     reads at output (oy, ox) of ``image`` (zero in the padding)."""
     _, height, width, _ = x.shape
     dilation_h, dilation_w = dilation
-    top, left = oy * strides[0] - padding[0], ox * strides[1] - padding[1]
+    top = _input_position(oy, 0, strides[0], dilation_h, padding[0])
+    left = _input_position(ox, 0, strides[1], dilation_w, padding[1])
     if top >= 0 and left >= 0 and top + 2 * dilation_h < height and left + 2 * dilation_w < width:
         for ky in range(3):
             for kx in range(3):
@@ -488,9 +489,10 @@ def _pad_into(x, padding, padded):
 
 # ``G`` as a matrix (the coefficients of ``_winograd_filter``, which the CUDA
 # kernels use per filter): the kernel transform ``G g G^T`` of every
-# (channel, filter) pair at once is then ONE small GEMM, ``u = (G kron G) w``
-# over the flattened taps, and the kernel gradient ``G^T du G`` the
-# transposed one (10x faster than a loop of per-pair transforms).
+# (channel, filter) pair at once is then ``u = (G kron G) w`` over the
+# flattened taps, and the kernel gradient ``G^T du G`` the transposed
+# product, each a few long loops over all pairs (10x faster than a loop of
+# per-pair transforms).
 _G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
                [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 _FILTER_POINTS = np.kron(_G, _G)  # (36, 9): [6 * i + j, 3 * ky + kx] = G[i, ky] * G[j, kx]
@@ -498,16 +500,31 @@ _FILTER_POINTS_ADJOINT = np.ascontiguousarray(_FILTER_POINTS.T)
 
 
 @njit(cache=True, error_model="numpy")
+def _combine_rows(points, source, target):
+    """``target[k] = sum_t points[k, t] * source[t]`` for 2-D ``source`` and
+    ``target``, in their dtype (``points`` holds float64 constants)."""
+    rows, inner = points.shape
+    for k in range(rows):
+        out = target[k]
+        out[:] = 0.0
+        for t in range(inner):
+            weight = source.dtype.type(points[k, t])
+            if weight != 0.0:
+                row = source[t]
+                for q in range(out.size):
+                    out[q] += weight * row[q]
+
+
+@njit(cache=True, error_model="numpy")
 def _filter_transform(w, u):
     _, _, channels, filters = w.shape
-    np.dot(_FILTER_POINTS.astype(w.dtype), w.reshape(9, channels * filters), u.reshape(36, channels * filters))
+    _combine_rows(_FILTER_POINTS, w.reshape(9, channels * filters), u.reshape(36, channels * filters))
 
 
 @njit(cache=True, error_model="numpy")
 def _filter_gradient(du, dw):
     _, channels, filters = du.shape
-    np.dot(_FILTER_POINTS_ADJOINT.astype(du.dtype), du.reshape(36, channels * filters),
-           dw.reshape(9, channels * filters))
+    _combine_rows(_FILTER_POINTS_ADJOINT, du.reshape(36, channels * filters), dw.reshape(9, channels * filters))
 
 
 # A pass along a tile's rows or columns combines six transform elements of

@@ -9,7 +9,7 @@ the input dropout mask when one is used), so that
   ``steps (T * B, F) @ kernel (F, k * units)`` into ``gates (T, B, k * units)``;
 - the time loop runs inside the kernel: per step one GEMM adds
   ``recurrent_inputs[t] (B, units) @ recurrent_kernel`` into ``gates[t]``
-  (``gemm`` with ``beta = 1``, which saves a scratch buffer and a pass over
+  (``_gemm`` with ``beta = 1``, which saves a scratch buffer and a pass over
   it: 9% of the LSTM forward), then short loops add the bias, apply the
   gate activations (over ``gates[t]``) and write the new state into
   ``carries[t + 1]`` (and ``cells[t + 1]``); the GRU's candidate keeps its
@@ -46,7 +46,7 @@ from numba import njit
 
 from nkeras.kernels.codes import RELU, SIGMOID, TANH
 from nkeras.kernels.cpu.activation import _act
-from nkeras.kernels.cpu.blas import gemm
+from nkeras.kernels.cpu.blas import _gemm
 from nkeras.kernels.cpu.dropout import _dropout_constants, _uniform
 
 
@@ -332,9 +332,9 @@ def _add_recurrent_grads(gate_grads, recurrent_kernel, recurrent_mask, use_recur
     recurrent dropout the GEMM adds into ``dh`` itself; ``through`` is
     scratch for the masked case."""
     if not use_recurrent_mask:
-        gemm(gate_grads, recurrent_kernel, dh, False, True, 1.0)
+        _gemm(gate_grads, recurrent_kernel, dh, False, True, 1.0)
         return
-    gemm(gate_grads, recurrent_kernel, through, False, True)
+    _gemm(gate_grads, recurrent_kernel, through, False, True)
     batch, units = dh.shape
     for b in range(batch):
         for j in range(units):
@@ -411,7 +411,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     for t in range(timesteps):
         _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
-        gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
+        _gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
         if fast:
             _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, True,
                        gates, carries, cells, y)
@@ -566,8 +566,8 @@ def gru_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask,
     units = carries.shape[2]
     for t in range(timesteps):
         _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
-        gemm(source[t], recurrent_kernel[:, :2 * units], gates[t, :, :2 * units], False, False, 1.0)
-        gemm(source[t], recurrent_kernel[:, 2 * units:], candidates[t])
+        _gemm(source[t], recurrent_kernel[:, :2 * units], gates[t, :, :2 * units], False, False, 1.0)
+        _gemm(source[t], recurrent_kernel[:, 2 * units:], candidates[t])
         if fast:
             _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, True,
                       gates, carries, candidates, y)
@@ -699,7 +699,7 @@ def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, us
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     for t in range(timesteps):
         _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
-        gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
+        _gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
         if fast:
             _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, True, gates, carries, y)
         else:
