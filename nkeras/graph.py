@@ -204,7 +204,8 @@ class Plan:
     view of their input and run no kernel.
 
     A layer called at several nodes (a shared layer) sums the weight
-    gradients of its calls.
+    gradients of its calls. Neighbouring nodes that one kernel can run are
+    fused first (``nkeras.fusion``); ``nodes`` is what the plan runs.
 
     Args:
         graph: the model's Graph.
@@ -218,7 +219,10 @@ class Plan:
     """
 
     def __init__(self, graph, batch_size, device, training, input_arrays=None, input_grads=False):
+        from nkeras.fusion import fuse  # it reads layer classes, and they import this module
+
         self.graph = graph
+        self.nodes = fuse(graph, input_grads)
         self.batch_size = batch_size
         self.device = device
         self.training = training
@@ -251,12 +255,12 @@ class Plan:
         pinned = {id(t) for t in graph.inputs} | {id(t) for t in graph.outputs}
         pinned |= {id(m) for m in output_masks if m is not None}
         last_reader = {}
-        for index, node in enumerate(graph.nodes):
+        for index, node in enumerate(self.nodes):
             for tensor in node.inputs:
                 last_reader[id(tensor)] = index
         storage_of, readers_left = {}, {}
 
-        for index, node in enumerate(graph.nodes):
+        for index, node in enumerate(self.nodes):
             layer = node.layer
             layer.check_runs_on(self.device)
             inputs = [self.values[id(t)] for t in node.data_inputs]
@@ -304,7 +308,7 @@ class Plan:
     def _plan_backward(self, input_grads):
         graph, pool = self.graph, _Pool(self.device)
         requires_grad = {id(t): input_grads for t in graph.inputs}
-        for node in graph.nodes:
+        for node in self.nodes:
             flows = bool(node.layer.trainable_weights) or any(requires_grad[id(t)] for t in node.data_inputs)
             for tensor in node.outputs:
                 requires_grad[id(tensor)] = flows and not tensor.is_mask
@@ -318,7 +322,7 @@ class Plan:
         pinned = {id(t) for t in graph.outputs}
         weights_written = set()
 
-        for node in reversed(graph.nodes):
+        for node in reversed(self.nodes):
             (out_grads, free_after) = self._output_grads(node, grads, requires_grad)
             if out_grads is None:
                 continue

@@ -6,7 +6,7 @@ import importlib
 
 FAMILIES = (
     "dense", "activation", "dropout", "loss", "metric", "optim", "array",
-    "conv", "depthwise", "pool", "spatial", "norm", "merge", "attention", "embedding", "recurrent",
+    "conv", "conv_pool", "depthwise", "pool", "spatial", "norm", "merge", "attention", "embedding", "recurrent",
 )
 
 

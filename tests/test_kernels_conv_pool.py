@@ -1,0 +1,159 @@
+"""The fused first convolution + 2x2 max pooling kernels against a float64
+NumPy reference (the convolution, relu and pooling done apart), a
+finite-difference check of their gradients, and the CUDA twins (numba-cuda's
+simulator in CI)."""
+
+import numpy as np
+import pytest
+
+from devices import device_cases, ops_for
+from gradcheck import numerical_grad
+
+DTYPES = [np.float32, np.float64]
+
+# (batch, height, width, filters, padding before, relu): odd sizes drop the
+# last convolution row or column from the pooling; 4x4 "valid" gives one
+# window; "same" (padding 1) reads zeros at every edge.
+CASES = [
+    (1, 4, 4, 1, 0, True),
+    (2, 6, 7, 3, 0, True),
+    (2, 6, 7, 3, 1, False),
+    (3, 9, 5, 5, 1, True),
+    (1, 5, 8, 2, 0, False),
+    (2, 11, 10, 4, 1, True),
+    (2, 28, 28, 32, 0, True),
+    (1, 5, 7, 33, 1, False),
+]
+
+
+def _size(case):
+    batch, height, width, filters, _, _ = case
+    return batch * height * width * filters
+
+
+def _reference(x, w, b, padding, relu):
+    """Convolution, activation and 2x2 pooling apart, in float64: the pooled
+    output, the first maximum's window position, and the backward (the
+    pooled gradient scattered to the maxima, then the convolution's kernel
+    and bias gradients)."""
+    x, w, b = (np.asarray(a, np.float64) for a in (x, w, b))
+    batch, height, width, _ = x.shape
+    filters = w.shape[-1]
+    padded = np.pad(x[..., 0], ((0, 0), (padding, padding), (padding, padding)))
+    out_h, out_w = padded.shape[1] - 2, padded.shape[2] - 2
+    patches = np.stack([padded[:, ky:ky + out_h, kx:kx + out_w] for ky in range(3) for kx in range(3)], -1)
+    z = patches @ w.reshape(9, filters) + b
+    act = np.maximum(z, 0) if relu else z
+    rows, cols = out_h // 2, out_w // 2
+    windows = act[:, :2 * rows, :2 * cols].reshape(batch, rows, 2, cols, 2, filters).transpose(0, 1, 3, 5, 2, 4)
+    windows = windows.reshape(batch, rows, cols, filters, 4)
+    y = windows.max(-1)
+    where = windows.argmax(-1).astype(np.float64)
+
+    def backward(dy):
+        dz = np.zeros_like(z)
+        for q in range(4):
+            chosen = np.where(where == q, dy, 0.0)
+            dz[:, q // 2:2 * rows:2, q % 2:2 * cols:2] += chosen
+        if relu:
+            dz *= z > 0
+        dw = np.einsum("bhwt,bhwf->tf", patches, dz).reshape(3, 3, 1, filters)
+        return dw, dz.sum((0, 1, 2))
+
+    return y, where, backward
+
+
+def _inputs(case, dtype, rng):
+    batch, height, width, filters, _, _ = case
+    x = rng.standard_normal((batch, height, width, 1)).astype(dtype)
+    w = rng.standard_normal((3, 3, 1, filters)).astype(dtype)
+    b = rng.standard_normal(filters).astype(dtype)
+    return x, w, b
+
+
+def _pooled_shape(case):
+    batch, height, width, filters, padding, _ = case
+    return batch, (height - 2 + 2 * padding) // 2, (width - 2 + 2 * padding) // 2, filters
+
+
+@pytest.mark.parametrize("device,case", device_cases(CASES, size=_size))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_the_layers_apart(device, case, dtype, rng):
+    ops = ops_for(device)
+    x, w, b = _inputs(case, dtype, rng)
+    padding, relu = (case[4], case[4]), case[5]
+    want_y, want_where, backward = _reference(x, w, b, case[4], relu)
+    y = np.full(_pooled_shape(case), np.nan, dtype)
+    where = np.full(y.shape, np.nan, dtype)
+    ops.conv2d_max_pool_forward(x, w, b, padding, relu, y, where, True)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, want_y, rtol=tol, atol=tol)
+    # Random data has no ties within float32 rounding here. Under a relu the
+    # kernel picks the maximum before it, the reference after: where all four
+    # are <= 0 they may differ, and the gradient there is zero either way.
+    chosen = want_y > 0 if relu else np.ones(y.shape, bool)
+    np.testing.assert_array_equal(where[chosen], want_where[chosen])
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    want_dw, want_db = backward(dy)
+    dw = np.full(w.shape, np.nan, dtype)
+    db = np.full(b.shape, np.nan, dtype)
+    ops.conv2d_max_pool_backward(x, y, dy, where, padding, relu, dw, db)
+    np.testing.assert_allclose(dw, want_dw, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(db, want_db, rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_inference_leaves_argmax_alone(device, rng):
+    case = CASES[1]
+    ops = ops_for(device)
+    x, w, b = _inputs(case, np.float32, rng)
+    y = np.empty(_pooled_shape(case), np.float32)
+    where = np.full(y.shape, -7.0, np.float32)
+    ops.conv2d_max_pool_forward(x, w, b, (0, 0), True, y, where, False)
+    assert (where == -7.0).all()
+    np.testing.assert_allclose(y, _reference(x, w, b, 0, True)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ties_go_to_the_first_output_on_both_devices(dtype):
+    """A constant image gives four equal outputs per window: the first one
+    (position 0) is the maximum, and the window's whole gradient goes to it."""
+    case = (2, 6, 6, 3, 0, False)
+    x = np.full((2, 6, 6, 1), 0.5, dtype)
+    w = np.arange(27, dtype=dtype).reshape(3, 3, 1, 3) / 10
+    b = np.zeros(3, dtype)
+    dy = np.arange(np.prod(_pooled_shape(case)), dtype=dtype).reshape(_pooled_shape(case))
+    results = []
+    for device in ("cpu", "cuda"):
+        ops = ops_for(device)
+        y = np.empty(_pooled_shape(case), dtype)
+        where = np.empty(y.shape, dtype)
+        dw, db = np.empty(w.shape, dtype), np.empty(3, dtype)
+        ops.conv2d_max_pool_forward(x, w, b, (0, 0), False, y, where, True)
+        ops.conv2d_max_pool_backward(x, y, dy, where, (0, 0), False, dw, db)
+        assert (where == 0).all()
+        results.append((y, dw, db))
+    for cpu, cuda in zip(*results):
+        np.testing.assert_allclose(cuda, cpu, rtol=1e-6)
+    np.testing.assert_allclose(results[0][1], np.broadcast_to(0.5 * dy.sum((0, 1, 2)), w.shape), rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[3]])
+def test_gradients_match_finite_differences(case, rng):
+    ops = ops_for("cpu")
+    x, w, b = _inputs(case, np.float64, rng)
+    padding, relu = (case[4], case[4]), case[5]
+    weights = rng.standard_normal(_pooled_shape(case))
+    y = np.empty(_pooled_shape(case))
+    where = np.empty(y.shape)
+
+    def loss(_):
+        ops.conv2d_max_pool_forward(x, w, b, padding, relu, y, where, True)
+        return float((y * weights).sum())
+
+    loss(None)
+    dw, db = np.empty(w.shape), np.empty(b.shape)
+    ops.conv2d_max_pool_backward(x, y, weights, where, padding, relu, dw, db)
+    np.testing.assert_allclose(dw, numerical_grad(loss, w), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(db, numerical_grad(loss, b), rtol=1e-6, atol=1e-7)
