@@ -70,8 +70,7 @@ class ConvMaxPooling:
         conv = self.conv
         bias = conv.bias.value if conv.use_bias else state["zero_bias"]
         ctx.ops.conv2d_max_pool_forward(
-            inputs[0], conv.kernel.value, bias, self._padding, self._rectify, outputs[0], state["argmax"],
-            ctx.training,
+            inputs[0], conv.kernel.value, bias, self._padding, self._rectify, outputs[0], state["argmax"]
         )
 
     def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):

@@ -85,7 +85,7 @@ def test_matches_the_layers_apart(device, case, dtype, rng):
     want_y, want_where, backward = _reference(x, w, b, case[4], relu)
     y = np.full(_pooled_shape(case), np.nan, dtype)
     where = np.full(y.shape, np.nan, dtype)
-    ops.conv2d_max_pool_forward(x, w, b, padding, relu, y, where, True)
+    ops.conv2d_max_pool_forward(x, w, b, padding, relu, y, where)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y, want_y, rtol=tol, atol=tol)
     # Random data has no ties within float32 rounding here. Under a relu the
@@ -103,18 +103,6 @@ def test_matches_the_layers_apart(device, case, dtype, rng):
     np.testing.assert_allclose(db, want_db, rtol=tol, atol=tol * 10)
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_inference_leaves_argmax_alone(device, rng):
-    case = CASES[1]
-    ops = ops_for(device)
-    x, w, b = _inputs(case, np.float32, rng)
-    y = np.empty(_pooled_shape(case), np.float32)
-    where = np.full(y.shape, -7.0, np.float32)
-    ops.conv2d_max_pool_forward(x, w, b, (0, 0), True, y, where, False)
-    assert (where == -7.0).all()
-    np.testing.assert_allclose(y, _reference(x, w, b, 0, True)[0], rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ties_go_to_the_first_output_on_both_devices(dtype):
     """A constant image gives four equal outputs per window: the first one
@@ -130,7 +118,7 @@ def test_ties_go_to_the_first_output_on_both_devices(dtype):
         y = np.empty(_pooled_shape(case), dtype)
         where = np.empty(y.shape, dtype)
         dw, db = np.empty(w.shape, dtype), np.empty(3, dtype)
-        ops.conv2d_max_pool_forward(x, w, b, (0, 0), False, y, where, True)
+        ops.conv2d_max_pool_forward(x, w, b, (0, 0), False, y, where)
         ops.conv2d_max_pool_backward(x, y, dy, where, (0, 0), False, dw, db)
         assert (where == 0).all()
         results.append((y, dw, db))
@@ -149,7 +137,7 @@ def test_gradients_match_finite_differences(case, rng):
     where = np.empty(y.shape)
 
     def loss(_):
-        ops.conv2d_max_pool_forward(x, w, b, padding, relu, y, where, True)
+        ops.conv2d_max_pool_forward(x, w, b, padding, relu, y, where)
         return float((y * weights).sum())
 
     loss(None)

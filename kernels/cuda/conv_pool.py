@@ -35,7 +35,7 @@ def _window_output(x, w, bias, image, top, left, f):
 
 
 @cuda.jit(cache=True)
-def _forward(x, w, b, top, left, rectify, y, argmax, record):
+def _forward(x, w, b, top, left, rectify, y, argmax):
     _, out_rows, out_cols, filters = y.shape
     for k in range(cuda.grid(1), y.size, cuda.gridsize(1)):
         image, i, j, f = _nhwc_index(k, out_rows, out_cols, filters)
@@ -46,8 +46,7 @@ def _forward(x, w, b, top, left, rectify, y, argmax, record):
             if value > best:
                 best, where = value, q
         y[image, i, j, f] = max(best, 0.0) if rectify else best
-        if record:
-            argmax[image, i, j, f] = where
+        argmax[image, i, j, f] = where
 
 
 @cuda.jit(cache=True)
@@ -77,9 +76,9 @@ def _backward(x, y, dy, argmax, top, left, rectify, dw, db):
         db[f] = partial[9, 0]
 
 
-def conv2d_max_pool_forward(x, w, b, padding, rectify, y, argmax, record):
+def conv2d_max_pool_forward(x, w, b, padding, rectify, y, argmax):
     """``y = max_pool_2x2(act(conv3x3(x, w) + b))``, as the CPU twin."""
-    _forward[blocks(y.size), THREADS](x, w, b, padding[0], padding[1], bool(rectify), y, argmax, bool(record))
+    _forward[blocks(y.size), THREADS](x, w, b, padding[0], padding[1], bool(rectify), y, argmax)
 
 
 def conv2d_max_pool_backward(x, y, dy, argmax, padding, rectify, dw, db):
