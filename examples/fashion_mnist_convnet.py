@@ -3,11 +3,14 @@ blocks, Dropout 0.5, Dense 10 softmax; Adam, batch 128, validation_split 0.1.
 
     python examples/fashion_mnist_convnet.py [--epochs 10] [--batchnorm]
 
+Adam's learning rate starts at 3e-3 and follows a cosine decay to zero over
+the run: at Keras's default constant 1e-3 this model is still improving at
+epoch 10 and ends just under 0.90 test accuracy, in Keras as in nkeras.
+
 ``--batchnorm`` trains the variant with BatchNormalization instead: each
 convolution (padding "same", no bias) is followed by BatchNormalization and
 the relu, a Dense(128) + BatchNormalization + relu comes before the dropout,
-and Adam's learning rate follows a cosine decay to zero over the run
-(docs/convolution.md has the accuracies).
+and the decay starts at 1e-3 (docs/convolution.md has the accuracies).
 """
 
 import argparse
@@ -53,13 +56,13 @@ def _batchnorm_variant():
 
 
 def optimizer(batchnorm, epochs, train_samples, batch_size=128):
-    """Adam; for the BatchNormalization variant with its learning rate
-    decayed to zero over ``epochs`` (a constant rate leaves its test
-    accuracy swinging by about a point from epoch to epoch)."""
-    if not batchnorm:
-        return keras.optimizers.Adam()
+    """Adam with its learning rate decayed to zero over ``epochs`` on a
+    cosine, from 3e-3 for the classic model and from 1e-3 for the
+    BatchNormalization variant (at a constant rate its test accuracy swings
+    by about a point from epoch to epoch)."""
     steps = epochs * -(-train_samples // batch_size)
-    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps))
+    initial = 1e-3 if batchnorm else 3e-3
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(initial, decay_steps=steps))
 
 
 def main():

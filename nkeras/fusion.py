@@ -1,18 +1,20 @@
 """Fusion of neighbouring nodes into one kernel call, decided when a plan is
 made.
 
-One pattern is fused: a Conv2D on the model's one-channel image input (3x3
-kernel, stride and dilation 1, relu or no activation, padding "valid" or
-"same") whose only reader is a MaxPooling2D with 2x2 windows and stride 2,
-padding "valid" — the first block of the classic MNIST convnet. The pair
-runs as ``conv2d_max_pool_forward``/``_backward``
-(``nkeras.kernels.cpu.conv_pool``), which never store the convolution's
-output. Nothing a user sees changes: the layers, their weights and the
-model's outputs are the same, only the schedule differs.
+One pattern is fused: a Conv2D (3x3 kernel, stride and dilation 1, relu or
+no activation) whose only reader is a MaxPooling2D with 2x2 windows, stride
+2 and padding "valid", as in both blocks of the classic MNIST convnet. The
+pair runs as one kernel each way (``nkeras.kernels.cpu.conv_pool``), which
+never stores the convolution's output:
 
-The convolution's input must need no gradient (it is the model's input and
-the plan computes no input gradients): the fused backward computes the
-kernel and bias gradients only.
+- a convolution on the model's one-channel image input (padding "valid" or
+  "same"), whose input needs no gradient (the plan computes no input
+  gradients), as ``conv2d_max_pool_forward``/``_backward``;
+- a convolution that runs by Winograd (``BaseConv._uses_winograd``), as
+  ``conv2d_winograd_max_pool_forward``/``_backward``.
+
+Nothing a user sees changes: the layers, their weights and the model's
+outputs are the same, only the schedule differs.
 """
 
 from nkeras.kernels.codes import LINEAR, RELU
@@ -46,8 +48,10 @@ class ConvMaxPooling:
         self.conv, self.pool = conv, pool
         self.name = f"{conv.name}+{pool.name}"
         self.dtype = conv.dtype
+        self._input_shape = tuple(input_shape)
         self._rectify = conv._code == RELU
-        self._padding = conv._padding(tuple(input_shape))
+        self._padding = conv._padding(self._input_shape)
+        self._winograd = conv._uses_winograd()
 
     @property
     def trainable_weights(self):
@@ -60,40 +64,58 @@ class ConvMaxPooling:
         return False
 
     def make_state(self, device, inputs, outputs, training):
-        state = {"argmax": device.zeros(tuple(outputs[0].shape), self.dtype)}
-        if not self.conv.use_bias:
-            state["zero_bias"] = device.zeros((self.conv.filters,), self.dtype)
-            state["bias_grad"] = device.zeros((self.conv.filters,), self.dtype)
-        return state
+        conv = self.conv
+        shapes = {"argmax": tuple(outputs[0].shape)}
+        if self._winograd:
+            input_shape = tuple(inputs[0].shape)
+            shapes.update(conv._scratch_shapes(input_shape, conv.compute_output_shape(input_shape), training))
+        if not conv.use_bias:
+            shapes["zero_bias"] = shapes["bias_grad"] = (conv.filters,)
+        return {name: device.zeros(shape, self.dtype) for name, shape in shapes.items()}
 
     def forward(self, ctx, inputs, outputs, state):
         conv = self.conv
         bias = conv.bias.value if conv.use_bias else state["zero_bias"]
-        ctx.ops.conv2d_max_pool_forward(
-            inputs[0], conv.kernel.value, bias, self._padding, self._rectify, outputs[0], state["argmax"]
-        )
+        if self._winograd:
+            ctx.ops.conv2d_winograd_max_pool_forward(
+                inputs[0], conv.kernel.value, bias, self._padding, self._rectify, state["padded"], state["v"],
+                state["u"], state["m"], outputs[0], state["argmax"],
+            )
+        else:
+            ctx.ops.conv2d_max_pool_forward(
+                inputs[0], conv.kernel.value, bias, self._padding, self._rectify, outputs[0], state["argmax"]
+            )
 
     def backward(self, ctx, inputs, outputs, state, output_grads, input_grads):
         conv = self.conv
         bias_grad = conv.bias.grad if conv.use_bias else state["bias_grad"]
-        ctx.ops.conv2d_max_pool_backward(
-            inputs[0], outputs[0], output_grads[0], state["argmax"], self._padding, self._rectify, conv.kernel.grad,
-            bias_grad,
-        )
+        if self._winograd:
+            need_dx = input_grads[0] is not None
+            ctx.ops.conv2d_winograd_max_pool_backward(
+                outputs[0], output_grads[0], state["argmax"], self._padding, self._rectify, state["padded"],
+                state["v"], state["u"], state["m"], state["du"], conv.kernel.grad, bias_grad,
+                input_grads[0] if need_dx else inputs[0], need_dx,
+            )
+        else:
+            ctx.ops.conv2d_max_pool_backward(
+                inputs[0], outputs[0], output_grads[0], state["argmax"], self._padding, self._rectify,
+                conv.kernel.grad, bias_grad,
+            )
 
 
 def _fusible_conv(layer, tensor, graph_inputs, input_grads):
-    return (
+    if not (
         type(layer) is Conv2D
-        and id(tensor) in graph_inputs
-        and not input_grads
         and all(isinstance(length, int) for length in tensor.shape[1:])
-        and tensor.shape[-1] == 1
         and layer.kernel_size == (3, 3)
         and layer.strides == (1, 1)
         and layer.dilation_rate == (1, 1)
         and layer._code in (LINEAR, RELU)
-    )
+    ):
+        return False
+    if layer._uses_winograd():
+        return True
+    return tensor.shape[-1] == 1 and id(tensor) in graph_inputs and not input_grads
 
 
 def _fusible_pool(layer):

@@ -57,6 +57,17 @@ def test_other_convolutions_and_poolings_do_not_fuse(conv, pool, shape):
     assert _fused_layers(model) == []
 
 
+@pytest.mark.parametrize("input_grads", [False, True])
+def test_winograd_convolution_and_pooling_fuse_anywhere(input_grads):
+    """A Winograd convolution (3x3 between 8 or more channels) fuses with its
+    pooling wherever it is, input gradient or not."""
+    inputs = keras.Input((12, 12, 8))
+    x = layers.MaxPooling2D(2, name="pool")(layers.Conv2D(8, 3, padding="same", name="conv")(inputs))
+    x = layers.MaxPooling2D(2, name="pool_1")(layers.Conv2D(16, 3, activation="relu", name="conv_1")(x))
+    model = keras.Model(inputs, layers.Flatten()(x))
+    assert [layer.name for layer in _fused_layers(model, input_grads=input_grads)] == ["conv+pool", "conv_1+pool_1"]
+
+
 def test_no_fusion_where_the_convolution_output_is_read_elsewhere_or_needs_an_input_gradient():
     inputs = keras.Input((8, 8, 1))
     conv = layers.Conv2D(2, 3, activation="relu")(inputs)
@@ -75,29 +86,34 @@ def test_no_fusion_where_the_convolution_output_is_read_elsewhere_or_needs_an_in
     assert _fused_layers(keras.Model(inputs, layers.Flatten()(x))) == []
 
 
-def _train(padding, use_bias, rng_seed=0):
-    rng = np.random.default_rng(rng_seed)
+def _train(padding, use_bias, fused):
+    """Both fused pairs: a one-channel first block and a Winograd block."""
+    rng = np.random.default_rng(0)
     x = rng.random((24, 11, 10, 1)).astype("float32")
     y = rng.integers(0, 3, 24)
     keras.utils.set_random_seed(7)
     model = keras.Sequential([
         keras.Input((11, 10, 1)),
-        layers.Conv2D(5, 3, padding=padding, use_bias=use_bias, activation="relu"),
+        layers.Conv2D(8, 3, padding=padding, use_bias=use_bias, activation="relu"),
         layers.MaxPooling2D(2),
-        layers.Conv2D(3, 3, activation="relu"),
+        layers.Conv2D(8, 3, padding="same", use_bias=use_bias, activation="relu"),
+        layers.MaxPooling2D(2),
         layers.Flatten(),
         layers.Dense(3, activation="softmax"),
     ])
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    # SGD: Adam's first steps are about lr * sign(g), which turns float32
+    # rounding in a near-zero gradient into a whole step.
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    assert len(_fused_layers(model)) == (2 if fused else 0)
     history = model.fit(x, y, batch_size=8, epochs=3, verbose=0).history["loss"]
     return history, model.get_weights(), model.predict(x, verbose=0)
 
 
 @pytest.mark.parametrize("padding,use_bias", [("valid", True), ("same", False)])
 def test_fused_plan_trains_and_predicts_as_the_layers_apart(padding, use_bias, monkeypatch):
-    fused = _train(padding, use_bias)
+    fused = _train(padding, use_bias, fused=True)
     monkeypatch.setattr(nkeras.fusion, "fuse", lambda graph, input_grads: list(graph.nodes))
-    apart = _train(padding, use_bias)
+    apart = _train(padding, use_bias, fused=False)
     assert fused[0][-1] < fused[0][0]
     np.testing.assert_allclose(fused[0], apart[0], rtol=1e-5)
     for got, want in zip(fused[1], apart[1]):
@@ -112,9 +128,17 @@ def test_fused_plan_trains_identically_on_cpu_and_cuda(rng):
     for device in ("cpu", "cuda"):
         with keras.device(device):
             keras.utils.set_random_seed(2)
-            model = _first_block(layers.Conv2D(2, 3, activation="relu"), shape=(6, 6, 1))
+            model = keras.Sequential([
+                keras.Input((6, 6, 1)),
+                layers.Conv2D(8, 3, padding="same", activation="relu"),
+                layers.MaxPooling2D(2),
+                layers.Conv2D(8, 3, padding="same"),
+                layers.MaxPooling2D(2),
+                layers.Flatten(),
+                layers.Dense(2, activation="softmax"),
+            ])
             model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
-            assert len(_fused_layers(model)) == 1
+            assert len(_fused_layers(model)) == 2
         histories[device] = model.fit(x, y, batch_size=4, epochs=3, verbose=0).history["loss"]
     assert histories["cpu"][-1] < histories["cpu"][0]
     np.testing.assert_allclose(histories["cuda"], histories["cpu"], rtol=1e-5, atol=1e-6)

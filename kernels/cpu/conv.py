@@ -586,9 +586,9 @@ def _input_tiles(padded, tiles_h, tiles_w, v):
 
 
 @njit(cache=True, error_model="numpy")
-def _output_tiles(m, bias, tiles_h, tiles_w, rectify, z):
-    """``z = A^T m A + bias`` for every tile, cropped to ``z``'s size, and
-    with ``rectify`` its relu (``m`` is overwritten)."""
+def _inverse_transform(m):
+    """``m = A^T m A`` for every tile, in place: ``m[6 * i + j]`` then holds
+    output (i, j) of each 4x4 tile (i, j < 4)."""
     for i in range(6):
         a0, a1, a2, a3, a4, a5 = _planes(m, 6 * i, 1)
         for q in range(a0.size):
@@ -605,6 +605,13 @@ def _output_tiles(m, bias, tiles_h, tiles_w, rectify, z):
             a1[q] = column[1]
             a2[q] = column[2]
             a3[q] = column[3]
+
+
+@njit(cache=True, error_model="numpy")
+def _output_tiles(m, bias, tiles_h, tiles_w, rectify, z):
+    """``z = A^T m A + bias`` for every tile, cropped to ``z``'s size, and
+    with ``rectify`` its relu (``m`` is overwritten)."""
+    _inverse_transform(m)
     batch, out_h, out_w, filters = z.shape
     first = 0
     for b in range(batch):
@@ -648,6 +655,13 @@ def _gradient_tiles(dz, tiles_h, tiles_w, m):
                         m[k + 4, t, f] = row[4]
                         m[k + 5, t, f] = row[5]
             first += tiles_w
+    _gradient_columns(m)
+
+
+@njit(cache=True, error_model="numpy")
+def _gradient_columns(m):
+    """The column pass of ``m = A dY A^T``, in place, once the row pass has
+    filled ``m[6 * i + j]`` for the tiles' rows i < 4."""
     for j in range(6):
         a0, a1, a2, a3, a4, a5 = _planes(m, j, 6)
         for q in range(a0.size):
@@ -694,6 +708,17 @@ def _add_input_tiles(v, tiles_h, tiles_w, padded):
 
 
 @njit(cache=True, error_model="numpy")
+def _winograd_products(x, w, padding, tiles_h, tiles_w, padded, v, u, m):
+    """The forward up to the inverse transform: ``m[k] = v[k] @ u[k]``, with
+    ``v`` and ``u`` the input's and the kernel's transforms."""
+    _pad_into(x, padding, padded)
+    _filter_transform(w, u)
+    _input_tiles(padded, tiles_h, tiles_w, v)
+    for k in range(36):
+        np.dot(v[k], u[k], m[k])
+
+
+@njit(cache=True, error_model="numpy")
 def conv2d_winograd_forward(x, w, b, padding, code, alpha, padded, v, u, m, z, y):
     """``z = conv(x, w) + b`` and ``y = act(z)`` for a 3x3 kernel with stride
     and dilation 1, by Winograd F(4x4, 3x3).
@@ -706,11 +731,7 @@ def conv2d_winograd_forward(x, w, b, padding, code, alpha, padded, v, u, m, z, y
     """
     batch, out_h, out_w, filters = y.shape
     tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
-    _pad_into(x, padding, padded)
-    _filter_transform(w, u)
-    _input_tiles(padded, tiles_h, tiles_w, v)
-    for k in range(36):
-        np.dot(v[k], u[k], m[k])
+    _winograd_products(x, w, padding, tiles_h, tiles_w, padded, v, u, m)
     # With z as y, a relu is applied as the tiles are written.
     rectify = code == RELU and z.ctypes.data == y.ctypes.data
     _output_tiles(m, b, tiles_h, tiles_w, rectify, z)
@@ -734,6 +755,15 @@ def conv2d_winograd_backward(z, y, dy, padding, code, alpha, padded, v, u, m, du
     _output_gradient(z.reshape(rows, filters), y.reshape(rows, filters), dy.reshape(rows, filters), code, alpha,
                      dz.reshape(rows, filters), db)
     _gradient_tiles(dz, tiles_h, tiles_w, m)
+    _winograd_gradients(padding, tiles_h, tiles_w, padded, v, u, m, du, dw, dx, need_dx)
+
+
+@njit(cache=True, error_model="numpy")
+def _winograd_gradients(padding, tiles_h, tiles_w, padded, v, u, m, du, dw, dx, need_dx):
+    """The kernel gradient ``dw`` and, with ``need_dx``, the input gradient
+    ``dx`` from ``m`` = the transformed output gradient (``v`` and ``u``
+    still hold the forward's transforms; ``du``, ``padded`` and, with
+    ``need_dx``, ``v`` are scratch)."""
     for k in range(36):
         np.dot(v[k].T, m[k], du[k])
     _filter_gradient(du, dw)
@@ -744,6 +774,6 @@ def conv2d_winograd_backward(z, y, dy, padding, code, alpha, padded, v, u, m, du
         _add_input_tiles(v, tiles_h, tiles_w, padded)
         top, left = padding
         height, width = dx.shape[1], dx.shape[2]
-        for b in range(batch):
+        for b in range(dx.shape[0]):
             for i in range(height):
                 dx[b, i] = padded[b, top + i, left:left + width, :]

@@ -1,33 +1,45 @@
-"""A grayscale image's first convolution and the 2x2 max pooling after it,
-as one kernel each way (channels_last).
+"""A convolution and the 2x2 max pooling after it (stride 2, "valid") as one
+kernel each way, channels_last: the convolution's output is never stored,
+only the pooled one and where each window's maximum was. Two pairs
+(``nkeras/fusion.py`` decides which runs):
 
-The convolution is 3x3 over one channel with stride and dilation 1, a relu
-or no activation, and padding of 0 or 1 before the first row and column
-(Keras's "valid" and "same"); the pooling is 2x2 with stride 2, "valid".
-The four outputs under a pooling window read a 4x4 patch of the image: the
-forward loads it once, computes the four outputs of every filter in
-registers, and writes only their maximum and where it was. The
-convolution's output is never stored, and the backward needs neither it
-nor an im2col matrix: each window's gradient goes to the output that was
-its maximum, whose taps are the same patch, reloaded.
-
-Against the two layers run apart (im2col rows written in the forward,
-then the pooling, then one pass over the rows for the kernel gradient), it
-skips writing and rereading the convolution's output and its gradient:
-8.6 MB each way for the MNIST convnet's batch of 128.
+- A grayscale image's first convolution, 3x3 over one channel with stride
+  and dilation 1 and padding of 0 or 1 before the first row and column
+  (Keras's "valid" and "same"). The four outputs under a pooling window
+  read a 4x4 patch of the image: the forward loads it once and computes the
+  four outputs of every filter in registers; the backward needs neither the
+  output nor an im2col matrix, since each window's gradient goes to the
+  output that was its maximum, whose taps are the same patch, reloaded. For
+  the MNIST convnet's batch of 128 that skips 11 MB of output and 11 MB of
+  its gradient, each written and read again, and 3 MB of im2col rows.
+- Winograd F(4x4, 3x3), on ``conv2d_winograd_forward``'s buffers and
+  transforms. Pooling windows never straddle two 4x4 output tiles, so the
+  inverse transform's tiles are pooled as they are read, and the backward
+  builds each tile's output gradient from the pooled one.
 
 As in ``max_pool_forward``, ``argmax`` holds the window position of the
-first maximum (``2 * row + col``) in the layer's float dtype, and the relu
-is applied to the maximum (``relu(max(z)) == max(relu(z))``; where they
-pick a different first maximum, all four are <= 0 and the gradient is zero
-either way).
+first maximum (``2 * row + col``) in the layer's float dtype. The relu is
+applied to the maximum (``relu(max(z)) == max(relu(z))``; where they pick a
+different first maximum, all four are <= 0 and the gradient is zero either
+way). Activations other than relu and linear are not fused.
 
-Shapes: ``x`` (batch, height, width, 1); ``w`` (3, 3, 1, filters); ``y`` and
-``argmax`` (batch, out_h // 2, out_w // 2, filters) for the convolution's
-(out_h, out_w); ``padding`` the (rows, cols) zeros before, each 0 or 1.
+Shapes: ``x`` (batch, height, width, channels); ``w`` (3, 3, channels,
+filters); ``y`` and ``argmax`` (batch, out_h // 2, out_w // 2, filters) for
+the convolution's (out_h, out_w); ``padding`` the (rows, cols) zeros
+before, each 0 or 1.
 """
 
 from numba import njit
+
+from nkeras.kernels.codes import LINEAR, RELU
+from nkeras.kernels.cpu.conv import (
+    _gradient_columns,
+    _inverse_transform,
+    _output_gradient,
+    _winograd_gradients,
+    _winograd_out_adjoint,
+    _winograd_products,
+)
 
 
 
@@ -134,3 +146,105 @@ def conv2d_max_pool_backward(x, y, dy, argmax, padding, rectify, dw, db):
                     d6[f] += r2[0] * g0 + r2[1] * g1 + r3[0] * g2 + r3[1] * g3
                     d7[f] += r2[1] * g0 + r2[2] * g1 + r3[1] * g2 + r3[2] * g3
                     d8[f] += r2[2] * g0 + r2[3] * g1 + r3[2] * g2 + r3[3] * g3
+
+
+@njit(cache=True, error_model="numpy")
+def _pooled_output_tiles(m, bias, tiles_h, tiles_w, rectify, y, argmax):
+    """``y`` = the 2x2 max pooling of ``act(A^T m A + bias)``, ``argmax``
+    where each maximum was (``m`` is overwritten)."""
+    _inverse_transform(m)
+    batch, rows, cols, filters = y.shape
+    zero = y.dtype.type(0.0)
+    first = 0
+    for b in range(batch):
+        for ty in range(tiles_h):
+            for pi in range(min(2, rows - 2 * ty)):
+                k = 12 * pi
+                for j in range(cols):
+                    t, k0 = first + j // 2, k + 2 * (j % 2)
+                    best_row, where_row = y[b, 2 * ty + pi, j], argmax[b, 2 * ty + pi, j]
+                    for f in range(filters):
+                        # The bias goes in before the comparisons, so that
+                        # ties fall as in the two layers apart.
+                        best, where = m[k0, t, f] + bias[f], zero
+                        value = m[k0 + 1, t, f] + bias[f]
+                        if value > best:
+                            best, where = value, zero + 1
+                        value = m[k0 + 6, t, f] + bias[f]
+                        if value > best:
+                            best, where = value, zero + 2
+                        value = m[k0 + 7, t, f] + bias[f]
+                        if value > best:
+                            best, where = value, zero + 3
+                        best_row[f] = max(best, zero) if rectify else best
+                        where_row[f] = where
+            first += tiles_w
+
+
+@njit(cache=True, error_model="numpy")
+def _pooled_gradient_tiles(dz, argmax, tiles_h, tiles_w, m):
+    """``m = A dZ A^T`` for every 4x4 tile of the convolution's output
+    gradient ``dZ``: the pooled gradient ``dz`` at each window's maximum,
+    zero elsewhere (and past the pooled rows and columns)."""
+    batch, rows, cols, filters = dz.shape
+    zero = dz.dtype.type(0.0)
+    first = 0
+    for b in range(batch):
+        for ty in range(tiles_h):
+            for i in range(4):
+                pi = 2 * ty + i // 2
+                k = 6 * i
+                # The window positions of the tile row's two columns in each window.
+                left, right = zero + 2 * (i % 2), zero + 2 * (i % 2) + 1
+                for tx in range(tiles_w):
+                    t, pj = first + tx, 2 * tx
+                    if pi >= rows or pj >= cols:
+                        for f in range(filters):
+                            for e in range(6):
+                                m[k + e, t, f] = zero
+                        continue
+                    second = pj + 1 < cols
+                    for f in range(filters):
+                        g, where = dz[b, pi, pj, f], argmax[b, pi, pj, f]
+                        g0 = g if where == left else zero
+                        g1 = g if where == right else zero
+                        g2 = g3 = zero
+                        if second:
+                            g, where = dz[b, pi, pj + 1, f], argmax[b, pi, pj + 1, f]
+                            g2 = g if where == left else zero
+                            g3 = g if where == right else zero
+                        row = _winograd_out_adjoint(g0, g1, g2, g3)
+                        m[k, t, f] = row[0]
+                        m[k + 1, t, f] = row[1]
+                        m[k + 2, t, f] = row[2]
+                        m[k + 3, t, f] = row[3]
+                        m[k + 4, t, f] = row[4]
+                        m[k + 5, t, f] = row[5]
+            first += tiles_w
+    _gradient_columns(m)
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_winograd_max_pool_forward(x, w, b, padding, rectify, padded, v, u, m, y, argmax):
+    """``y = max_pool_2x2(act(conv3x3(x, w) + b))`` (act relu when
+    ``rectify``, else linear) by Winograd F(4x4, 3x3), and ``argmax`` =
+    each window's first maximum; ``padded``, ``v``, ``u`` and ``m`` are
+    ``conv2d_winograd_forward``'s scratch, ``v`` and ``u`` left holding the
+    transforms the backward reads."""
+    tiles_h, tiles_w = (padded.shape[1] - 2) // 4, (padded.shape[2] - 2) // 4
+    _winograd_products(x, w, padding, tiles_h, tiles_w, padded, v, u, m)
+    _pooled_output_tiles(m, b, tiles_h, tiles_w, rectify, y, argmax)
+
+
+@njit(cache=True, error_model="numpy")
+def conv2d_winograd_max_pool_backward(y, dy, argmax, padding, rectify, padded, v, u, m, du, dw, db, dx, need_dx):
+    """Gradients of ``conv2d_winograd_max_pool_forward``: ``dy`` becomes
+    ``dy * act'`` in place; writes ``db``, ``dw`` and, when ``need_dx``,
+    ``dx`` (scratch as in ``conv2d_winograd_backward``)."""
+    tiles_h, tiles_w = (padded.shape[1] - 2) // 4, (padded.shape[2] - 2) // 4
+    filters = y.shape[3]
+    rows = y.size // filters
+    _output_gradient(y.reshape(rows, filters), y.reshape(rows, filters), dy.reshape(rows, filters),
+                     RELU if rectify else LINEAR, 0.0, dy.reshape(rows, filters), db)
+    _pooled_gradient_tiles(dy, argmax, tiles_h, tiles_w, m)
+    _winograd_gradients(padding, tiles_h, tiles_w, padded, v, u, m, du, dw, dx, need_dx)

@@ -350,12 +350,8 @@ def conv2d_winograd_forward(x, w, b, padding, code, alpha, padded, v, u, m, z, y
     """``z = conv(x, w) + b`` and ``y = act(z)`` by Winograd F(4x4, 3x3), as
     the CPU twin; ``v`` and ``u`` are left holding the transforms."""
     batch, out_h, out_w, filters = y.shape
-    channels = x.shape[3]
     tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
-    _pad[blocks(padded.size), THREADS](x, padding, padded)
-    _filter_transform[blocks(channels * filters), THREADS](w, u)
-    _input_tiles[blocks(v.shape[1] * channels), THREADS](padded, tiles_h, tiles_w, v)
-    _launch_products(v, u, False, False, m)
+    _winograd_products(x, w, padding, tiles_h, tiles_w, padded, v, u, m)
     alpha = z.dtype.type(alpha)
     grid = blocks(m.shape[1] * filters)
     if code == SOFTMAX:
@@ -379,8 +375,23 @@ def conv2d_winograd_backward(z, y, dy, padding, code, alpha, padded, v, u, m, du
         z2, y2, dy2, code, dz.dtype.type(alpha), dz2, db
     )
     _gradient_tiles[blocks(m.shape[1] * filters), THREADS](dz, tiles_h, tiles_w, m)
+    _winograd_gradients(padding, tiles_h, tiles_w, v, u, m, du, dw, dx, need_dx)
+
+
+def _winograd_products(x, w, padding, tiles_h, tiles_w, padded, v, u, m):
+    """The forward up to the inverse transform, as the CPU's helper."""
+    channels, filters = w.shape[2], w.shape[3]
+    _pad[blocks(padded.size), THREADS](x, padding, padded)
+    _filter_transform[blocks(channels * filters), THREADS](w, u)
+    _input_tiles[blocks(v.shape[1] * channels), THREADS](padded, tiles_h, tiles_w, v)
+    _launch_products(v, u, False, False, m)
+
+
+def _winograd_gradients(padding, tiles_h, tiles_w, v, u, m, du, dw, dx, need_dx):
+    """``dw`` and, with ``need_dx``, ``dx`` from the transformed output
+    gradient ``m``, as the CPU's helper."""
     _launch_products(v, m, True, False, du)
-    _filter_gradient[blocks(du.shape[1] * filters), THREADS](du, dw)
+    _filter_gradient[blocks(du.shape[1] * dw.shape[3]), THREADS](du, dw)
     if need_dx:
         _launch_products(m, u, False, True, v)
         _input_gradient[blocks(dx.size), THREADS](v, padding, tiles_h, tiles_w, dx)

@@ -1,17 +1,29 @@
-"""The first convolution and 2x2 max pooling of a grayscale image as one
-kernel each way on the GPU, twins of ``nkeras.kernels.cpu.conv_pool``
-(shapes and arguments as there).
+"""A convolution and the 2x2 max pooling after it as one kernel each way on
+the GPU, twins of ``nkeras.kernels.cpu.conv_pool`` (shapes and arguments as
+there).
 
-Forward: one thread per pooled output, computing its window's four
-convolution outputs. Backward: one block per filter, whose threads stride
-over the pooled outputs and add, for each of the nine taps and the bias,
-the gradient of the window's maximum times the input under that tap; float64
-tree sums in shared memory write them, so there are no atomics.
+A grayscale image's first convolution: forward, one thread per pooled
+output, computing its window's four convolution outputs; backward, one
+block per filter, whose threads stride over the pooled outputs and add, for
+each of the nine taps and the bias, the gradient of the window's maximum
+times the input under that tap; float64 tree sums in shared memory write
+them, so there are no atomics.
+
+Winograd with the pooling: the convolution kernels' launches, with one
+thread per (tile, filter) to pool the inverse transform's 4x4 tile and,
+backward, to build and transform the tile's output gradient from the
+pooled one.
 """
+
+import math
 
 import numba
 from numba import cuda
 
+from nkeras.kernels.codes import LINEAR, RELU
+from nkeras.kernels.cpu.conv import _winograd_out, _winograd_out_adjoint
+from nkeras.kernels.cuda.conv import _tile_of, _winograd_gradients, _winograd_products
+from nkeras.kernels.cuda.dense import COLUMN_TILE, ROW_LANES, _grad_and_bias
 from nkeras.kernels.cuda.launch import THREADS, blocks
 from nkeras.kernels.cuda.loss import _block_sums
 from nkeras.kernels.cuda.pool import _nhwc_index
@@ -84,3 +96,90 @@ def conv2d_max_pool_forward(x, w, b, padding, rectify, y, argmax):
 def conv2d_max_pool_backward(x, y, dy, argmax, padding, rectify, dw, db):
     """Kernel and bias gradients of ``conv2d_max_pool_forward``, as the CPU twin."""
     _backward[y.shape[3], THREADS](x, y, dy, argmax, padding[0], padding[1], bool(rectify), dw, db)
+
+
+@cuda.jit(cache=True)
+def _pooled_output_tiles(m, bias, tiles_h, tiles_w, rectify, y, argmax):
+    _, rows, cols, filters = y.shape
+    for k in range(cuda.grid(1), m.shape[1] * filters, cuda.gridsize(1)):
+        t, f = k // filters, k % filters
+        b, ty, tx = _tile_of(t, tiles_h, tiles_w)
+        r0 = _winograd_out(m[0, t, f], m[1, t, f], m[2, t, f], m[3, t, f], m[4, t, f], m[5, t, f])
+        r1 = _winograd_out(m[6, t, f], m[7, t, f], m[8, t, f], m[9, t, f], m[10, t, f], m[11, t, f])
+        r2 = _winograd_out(m[12, t, f], m[13, t, f], m[14, t, f], m[15, t, f], m[16, t, f], m[17, t, f])
+        r3 = _winograd_out(m[18, t, f], m[19, t, f], m[20, t, f], m[21, t, f], m[22, t, f], m[23, t, f])
+        r4 = _winograd_out(m[24, t, f], m[25, t, f], m[26, t, f], m[27, t, f], m[28, t, f], m[29, t, f])
+        r5 = _winograd_out(m[30, t, f], m[31, t, f], m[32, t, f], m[33, t, f], m[34, t, f], m[35, t, f])
+        for pj in range(2):
+            j = 2 * tx + pj
+            if j >= cols:
+                continue
+            left = _winograd_out(r0[2 * pj], r1[2 * pj], r2[2 * pj], r3[2 * pj], r4[2 * pj], r5[2 * pj])
+            right = _winograd_out(r0[2 * pj + 1], r1[2 * pj + 1], r2[2 * pj + 1], r3[2 * pj + 1], r4[2 * pj + 1],
+                                  r5[2 * pj + 1])
+            for pi in range(2):
+                i = 2 * ty + pi
+                if i >= rows:
+                    continue
+                best, where = left[2 * pi] + bias[f], 0
+                value = right[2 * pi] + bias[f]
+                if value > best:
+                    best, where = value, 1
+                value = left[2 * pi + 1] + bias[f]
+                if value > best:
+                    best, where = value, 2
+                value = right[2 * pi + 1] + bias[f]
+                if value > best:
+                    best, where = value, 3
+                y[b, i, j, f] = max(best, 0.0) if rectify else best
+                argmax[b, i, j, f] = where
+
+
+@cuda.jit(cache=True)
+def _pooled_gradient_tiles(dz, argmax, tiles_h, tiles_w, m):
+    _, rows, cols, filters = dz.shape
+    for k in range(cuda.grid(1), m.shape[1] * filters, cuda.gridsize(1)):
+        t, f = k // filters, k % filters
+        b, ty, tx = _tile_of(t, tiles_h, tiles_w)
+        for row in range(4):
+            i = 2 * ty + row // 2
+            g0 = g1 = g2 = g3 = 0.0
+            for pj in range(2):
+                j = 2 * tx + pj
+                if i < rows and j < cols:
+                    g = dz[b, i, j, f]
+                    where = argmax[b, i, j, f]
+                    first = 2 * (row % 2)
+                    if pj == 0:
+                        g0 = g if where == first else 0.0
+                        g1 = g if where == first + 1 else 0.0
+                    else:
+                        g2 = g if where == first else 0.0
+                        g3 = g if where == first + 1 else 0.0
+            values = _winograd_out_adjoint(g0, g1, g2, g3)
+            for e in range(6):
+                m[6 * row + e, t, f] = values[e]
+        for e in range(6):
+            column = _winograd_out_adjoint(m[e, t, f], m[6 + e, t, f], m[12 + e, t, f], m[18 + e, t, f])
+            for i in range(6):
+                m[6 * i + e, t, f] = column[i]
+
+
+def conv2d_winograd_max_pool_forward(x, w, b, padding, rectify, padded, v, u, m, y, argmax):
+    """The 3x3 Winograd convolution and 2x2 max pooling, as the CPU twin."""
+    tiles_h, tiles_w = (padded.shape[1] - 2) // 4, (padded.shape[2] - 2) // 4
+    _winograd_products(x, w, padding, tiles_h, tiles_w, padded, v, u, m)
+    _pooled_output_tiles[blocks(m.shape[1] * y.shape[3]), THREADS](m, b, tiles_h, tiles_w, bool(rectify), y, argmax)
+
+
+def conv2d_winograd_max_pool_backward(y, dy, argmax, padding, rectify, padded, v, u, m, du, dw, db, dx, need_dx):
+    """Gradients of ``conv2d_winograd_max_pool_forward``, as the CPU twin
+    (``dy`` becomes ``dy * act'`` in place)."""
+    tiles_h, tiles_w = (padded.shape[1] - 2) // 4, (padded.shape[2] - 2) // 4
+    filters = y.shape[3]
+    y2, dy2 = y.reshape(y.size // filters, filters), dy.reshape(y.size // filters, filters)
+    _grad_and_bias[math.ceil(filters / COLUMN_TILE) or 1, (COLUMN_TILE, ROW_LANES)](
+        y2, y2, dy2, RELU if rectify else LINEAR, dy.dtype.type(0.0), dy2, db
+    )
+    _pooled_gradient_tiles[blocks(m.shape[1] * filters), THREADS](dy, argmax, tiles_h, tiles_w, m)
+    _winograd_gradients(padding, tiles_h, tiles_w, v, u, m, du, dw, dx, need_dx)
