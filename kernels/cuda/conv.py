@@ -243,6 +243,19 @@ def _input_tiles(padded, tiles_h, tiles_w, v):
                 v[6 * i + j, t, c] = column[i]
 
 
+@cuda.jit(device=True, inline=True)
+def _output_rows(m, t, f):
+    """``A^T`` applied along each of the six rows of tile ``t``'s filter ``f``."""
+    return (
+        _winograd_out(m[0, t, f], m[1, t, f], m[2, t, f], m[3, t, f], m[4, t, f], m[5, t, f]),
+        _winograd_out(m[6, t, f], m[7, t, f], m[8, t, f], m[9, t, f], m[10, t, f], m[11, t, f]),
+        _winograd_out(m[12, t, f], m[13, t, f], m[14, t, f], m[15, t, f], m[16, t, f], m[17, t, f]),
+        _winograd_out(m[18, t, f], m[19, t, f], m[20, t, f], m[21, t, f], m[22, t, f], m[23, t, f]),
+        _winograd_out(m[24, t, f], m[25, t, f], m[26, t, f], m[27, t, f], m[28, t, f], m[29, t, f]),
+        _winograd_out(m[30, t, f], m[31, t, f], m[32, t, f], m[33, t, f], m[34, t, f], m[35, t, f]),
+    )
+
+
 @cuda.jit(cache=True)
 def _output_tiles(m, bias, tiles_h, tiles_w, code, alpha, z, y):
     """``z = A^T m A + bias`` cropped to ``z``, ``y = act(z)`` (``y`` may be ``z``)."""
@@ -250,12 +263,7 @@ def _output_tiles(m, bias, tiles_h, tiles_w, code, alpha, z, y):
     for k in range(cuda.grid(1), m.shape[1] * filters, cuda.gridsize(1)):
         t, f = k // filters, k % filters
         b, ty, tx = _tile_of(t, tiles_h, tiles_w)
-        r0 = _winograd_out(m[0, t, f], m[1, t, f], m[2, t, f], m[3, t, f], m[4, t, f], m[5, t, f])
-        r1 = _winograd_out(m[6, t, f], m[7, t, f], m[8, t, f], m[9, t, f], m[10, t, f], m[11, t, f])
-        r2 = _winograd_out(m[12, t, f], m[13, t, f], m[14, t, f], m[15, t, f], m[16, t, f], m[17, t, f])
-        r3 = _winograd_out(m[18, t, f], m[19, t, f], m[20, t, f], m[21, t, f], m[22, t, f], m[23, t, f])
-        r4 = _winograd_out(m[24, t, f], m[25, t, f], m[26, t, f], m[27, t, f], m[28, t, f], m[29, t, f])
-        r5 = _winograd_out(m[30, t, f], m[31, t, f], m[32, t, f], m[33, t, f], m[34, t, f], m[35, t, f])
+        r0, r1, r2, r3, r4, r5 = _output_rows(m, t, f)
         for j in range(4):
             ox = 4 * tx + j
             column = _winograd_out(r0[j], r1[j], r2[j], r3[j], r4[j], r5[j])
