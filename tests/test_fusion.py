@@ -142,3 +142,33 @@ def test_fused_plan_trains_identically_on_cpu_and_cuda(rng):
         histories[device] = model.fit(x, y, batch_size=4, epochs=3, verbose=0).history["loss"]
     assert histories["cpu"][-1] < histories["cpu"][0]
     np.testing.assert_allclose(histories["cuda"], histories["cpu"], rtol=1e-5, atol=1e-6)
+
+
+def test_fused_convnet_predicts_and_steps_as_keras(real_keras, rng):
+    """The classic MNIST convnet (both blocks fused) against Keras on JAX with
+    the same weights: the predictions, and the weights after one SGD step."""
+
+    def build(lib):
+        return lib.Sequential([
+            lib.Input((12, 11, 1)),
+            lib.layers.Conv2D(8, 3, activation="relu"),
+            lib.layers.MaxPooling2D(2),
+            lib.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            lib.layers.MaxPooling2D(2),
+            lib.layers.Flatten(),
+            lib.layers.Dense(3, activation="softmax"),
+        ])
+
+    ours, theirs = build(keras), build(real_keras)
+    assert len(_fused_layers(ours)) == 2
+    theirs.set_weights(ours.get_weights())
+    x = rng.random((16, 12, 11, 1)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), np.asarray(theirs.predict(x, verbose=0)), rtol=1e-4,
+                               atol=1e-6)
+    ours.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    theirs.compile(optimizer=real_keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    ours.train_on_batch(x, y)
+    theirs.train_on_batch(x, y)
+    for got, want in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-6)

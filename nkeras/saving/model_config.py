@@ -226,9 +226,7 @@ def model_from_config(entry, custom_objects=None, weight_count=None, filename="c
     """
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         raise ValueError(f"{filename}: config.json must hold an object with a 'config' object")
-    class_name = entry.get("class_name")
-    config = entry["config"]
-    layers = config.get("layers")
+    layers = entry["config"].get("layers")
     if not isinstance(layers, list) or len(layers) > MAX_LAYERS:
         raise ValueError(f"{filename}: the model config needs a 'layers' list (at most {MAX_LAYERS} layers)")
     budget = None if weight_count is None else _Budget(weight_count, filename)
