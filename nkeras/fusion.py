@@ -48,9 +48,8 @@ class ConvMaxPooling:
         self.conv, self.pool = conv, pool
         self.name = f"{conv.name}+{pool.name}"
         self.dtype = conv.dtype
-        self._input_shape = tuple(input_shape)
         self._rectify = conv._code == RELU
-        self._padding = conv._padding(self._input_shape)
+        self._padding = conv._padding(tuple(input_shape))
         self._winograd = conv._uses_winograd()
 
     @property
@@ -119,7 +118,12 @@ def _fusible_conv(layer, tensor, graph_inputs, input_grads):
 
 
 def _fusible_pool(layer):
-    return type(layer) is MaxPooling2D and layer.pool_size == (2, 2) and layer.strides == (2, 2) and layer.padding == "valid"
+    return (
+        type(layer) is MaxPooling2D
+        and layer.pool_size == (2, 2)
+        and layer.strides == (2, 2)
+        and layer.padding == "valid"
+    )
 
 
 def fuse(graph, input_grads):
