@@ -42,7 +42,6 @@ from nkeras.kernels.cpu.conv import (
 )
 
 
-
 @njit(cache=True, error_model="numpy", inline="always")
 def _at(x, image, iy, ix, zero):
     """``x[image, iy, ix, 0]``, or ``zero`` in the padding."""
