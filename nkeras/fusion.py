@@ -23,15 +23,15 @@ from nkeras.layers.pooling import MaxPooling2D
 
 
 class FusedNode:
-    """A plan node standing for several graph nodes: read by the plan as a
-    ``graph.Node`` (``layer``, ``inputs``, ``data_inputs``, ``outputs``)."""
+    """A plan node standing for several graph nodes: what the plan reads of
+    a ``graph.Node`` (``layer``, ``inputs``, ``data_inputs``, ``mask_input``,
+    ``outputs``)."""
 
     def __init__(self, layer, first, last):
         self.layer = layer
         self.inputs = list(first.inputs)
         self.data_inputs = list(first.data_inputs)
         self.mask_input = None
-        self.single_input = first.single_input
         self.outputs = list(last.outputs)
 
 
