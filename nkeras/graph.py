@@ -7,6 +7,8 @@ size needs (forward values, per-node state, gradients) and runs the forward
 and backward kernels node by node over them.
 """
 
+import contextlib
+
 import numpy as np
 
 
@@ -236,6 +238,9 @@ class Plan:
         self._plan_forward(input_arrays)
         if training:
             self._plan_backward(input_grads)
+        # Steps whose CPU kernels split their work over Numba's threads run
+        # with BLAS on one thread (``CpuDevice.parallel_kernel_scope``).
+        self._parallel_kernels = any(getattr(s.layer, "parallel_kernels", False) for s in self.forward_steps)
 
     @property
     def input_buffers(self):
@@ -392,24 +397,29 @@ class Plan:
             out_grads.append(grads[id(tensor)])
         return out_grads, free_after
 
+    def _kernel_scope(self):
+        return self.device.parallel_kernel_scope() if self._parallel_kernels else contextlib.nullcontext()
+
     def forward(self, step):
         """Run every forward kernel over the current input buffers."""
         context = self.context
         context.step = step
-        for s in self.forward_steps:
-            s.layer.forward(context, s.inputs, s.outputs, s.state)
+        with self._kernel_scope():
+            for s in self.forward_steps:
+                s.layer.forward(context, s.inputs, s.outputs, s.state)
 
     def backward(self):
         """Run every backward kernel; the loss has filled ``output_grads``."""
         context = self.context
         add_into = context.ops.add_into
-        for s in self.backward_steps:
-            if s.weight_scratch:
-                self._backward_shared(context, s)
-            else:
-                s.layer.backward(context, s.inputs, s.outputs, s.state, s.output_grads, s.input_grads)
-            for target, scratch in s.accumulate:
-                add_into(target, scratch)
+        with self._kernel_scope():
+            for s in self.backward_steps:
+                if s.weight_scratch:
+                    self._backward_shared(context, s)
+                else:
+                    s.layer.backward(context, s.inputs, s.outputs, s.state, s.output_grads, s.input_grads)
+                for target, scratch in s.accumulate:
+                    add_into(target, scratch)
 
     @staticmethod
     def _backward_shared(context, s):

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from nkeras.backend.blas_threads import single_threaded
 from nkeras.backend.kernel_set import KernelSet
 
 
@@ -37,3 +38,8 @@ class CpuDevice:
 
     def synchronize(self):
         pass
+
+    def parallel_kernel_scope(self):
+        """A ``with`` block for kernels that split their work over Numba's
+        threads and call BLAS from each: BLAS on one thread inside it."""
+        return single_threaded()

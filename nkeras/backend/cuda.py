@@ -2,6 +2,8 @@
 of ``nkeras.kernels.cuda``. Everything runs on the default stream, so
 kernels queue in order and the host waits only when it copies a result down."""
 
+import contextlib
+
 import numpy as np
 
 from nkeras.backend.kernel_set import KernelSet
@@ -80,3 +82,7 @@ class CudaDevice:
 
     def synchronize(self):
         self._cuda.synchronize()
+
+    def parallel_kernel_scope(self):
+        """Nothing to set up: see ``CpuDevice.parallel_kernel_scope``."""
+        return contextlib.nullcontext()
