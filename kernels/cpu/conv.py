@@ -397,7 +397,8 @@ def conv2d_transpose_backward(x, w, z, y, dy, strides, dilation, padding, code, 
 #
 # Buffers, with tiles = batch * tiles_h * tiles_w and tiles_h = ceil(out_h / 4):
 # ``padded`` (batch, 4 * tiles_h + 2, 4 * tiles_w + 2, channels), the input
-# inside its zeros (in the backward, its gradient); ``v`` (36, tiles, channels);
+# gradient inside its padding, as the backward adds it up (the CUDA forward
+# also copies the input into it; the CPU forward reads the input directly); ``v`` (36, tiles, channels);
 # ``u`` (36, channels, filters); ``m`` (36, tiles, filters); ``du`` (36,
 # channels, filters). Element ``6 * i + j`` of a transform is its row i, col j.
 # The tile transforms run in place, first along a tile's rows, then along its
@@ -470,23 +471,6 @@ def _winograd_filter_adjoint(u0, u1, u2, u3, u4, u5):
     )
 
 
-@njit(cache=True, error_model="numpy")
-def _pad_into(x, padding, padded):
-    """``x`` inside zeros, ``padding`` = (rows, columns) of them before it,
-    each element of ``padded`` written once (not zeros first, then ``x``)."""
-    _, height, width, _ = x.shape
-    top, left = padding
-    for b in range(x.shape[0]):
-        for i in range(padded.shape[1]):
-            row = padded[b, i]
-            if top <= i < top + height:
-                row[:left] = 0.0
-                row[left:left + width] = x[b, i - top]
-                row[left + width:] = 0.0
-            else:
-                row[:] = 0.0
-
-
 # ``G`` as a matrix (the coefficients of ``_winograd_filter``, which the CUDA
 # kernels use per filter): the kernel transform ``G g G^T`` of every
 # (channel, filter) pair at once is then ``u = (G kron G) w`` over the
@@ -548,30 +532,65 @@ def _planes(array, first, step):
     )
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _tap(index, length):
+    """``(clamped index, 1 or 0)``: where to read a padded image's row or
+    column ``index`` and what to weigh it by (0 in the padding), so that the
+    loop over channels holds no branch."""
+    if 0 <= index < length:
+        return index, 1.0
+    return min(max(index, 0), length - 1), 0.0
+
+
 @njit(cache=True, error_model="numpy")
-def _input_tiles(padded, tiles_h, tiles_w, v):
-    """``v = B^T d B`` for every 6x6 tile ``d`` of ``padded`` (tiles 4 apart)."""
-    channels = padded.shape[3]
+def _input_tiles(x, padding, tiles_h, tiles_w, v):
+    """``v = B^T d B`` for every 6x6 tile ``d`` (tiles 4 apart) of ``x``
+    inside ``padding`` = (rows, columns) of zeros before it and as many as
+    the tiles need after, read from ``x`` itself (no padded copy)."""
+    _, height, width, channels = x.shape
+    top, left = padding
+    one = x.dtype.type(1.0)
     first = 0
     # Row by row of tiles: consecutive tiles read and write neighbouring memory.
-    for b in range(padded.shape[0]):
+    for b in range(x.shape[0]):
         for ty in range(tiles_h):
-            y0 = 4 * ty
             for i in range(6):
                 k = 6 * i
+                iy = 4 * ty + i - top
+                if not 0 <= iy < height:
+                    for tx in range(tiles_w):
+                        for e in range(6):
+                            v[k + e, first + tx, :] = 0.0
+                    continue
+                row = x[b, iy]
                 for tx in range(tiles_w):
-                    t, x0 = first + tx, 4 * tx
-                    for c in range(channels):
-                        row = _winograd_in(
-                            padded[b, y0 + i, x0, c], padded[b, y0 + i, x0 + 1, c], padded[b, y0 + i, x0 + 2, c],
-                            padded[b, y0 + i, x0 + 3, c], padded[b, y0 + i, x0 + 4, c], padded[b, y0 + i, x0 + 5, c],
-                        )
-                        v[k, t, c] = row[0]
-                        v[k + 1, t, c] = row[1]
-                        v[k + 2, t, c] = row[2]
-                        v[k + 3, t, c] = row[3]
-                        v[k + 4, t, c] = row[4]
-                        v[k + 5, t, c] = row[5]
+                    t, x0 = first + tx, 4 * tx - left
+                    c0, w0 = _tap(x0, width)
+                    c1, w1 = _tap(x0 + 1, width)
+                    c2, w2 = _tap(x0 + 2, width)
+                    c3, w3 = _tap(x0 + 3, width)
+                    c4, w4 = _tap(x0 + 4, width)
+                    c5, w5 = _tap(x0 + 5, width)
+                    if w0 * w1 * w2 * w3 * w4 * w5 == 1.0:
+                        for c in range(channels):
+                            out = _winograd_in(row[c0, c], row[c1, c], row[c2, c], row[c3, c], row[c4, c], row[c5, c])
+                            v[k, t, c] = out[0]
+                            v[k + 1, t, c] = out[1]
+                            v[k + 2, t, c] = out[2]
+                            v[k + 3, t, c] = out[3]
+                            v[k + 4, t, c] = out[4]
+                            v[k + 5, t, c] = out[5]
+                    else:
+                        w0, w1, w2, w3, w4, w5 = one * w0, one * w1, one * w2, one * w3, one * w4, one * w5
+                        for c in range(channels):
+                            out = _winograd_in(row[c0, c] * w0, row[c1, c] * w1, row[c2, c] * w2, row[c3, c] * w3,
+                                               row[c4, c] * w4, row[c5, c] * w5)
+                            v[k, t, c] = out[0]
+                            v[k + 1, t, c] = out[1]
+                            v[k + 2, t, c] = out[2]
+                            v[k + 3, t, c] = out[3]
+                            v[k + 4, t, c] = out[4]
+                            v[k + 5, t, c] = out[5]
             first += tiles_w
     for j in range(6):
         a0, a1, a2, a3, a4, a5 = _planes(v, j, 6)
@@ -708,12 +727,11 @@ def _add_input_tiles(v, tiles_h, tiles_w, padded):
 
 
 @njit(cache=True, error_model="numpy")
-def _winograd_products(x, w, padding, tiles_h, tiles_w, padded, v, u, m):
+def _winograd_products(x, w, padding, tiles_h, tiles_w, v, u, m):
     """The forward up to the inverse transform: ``m[k] = v[k] @ u[k]``, with
     ``v`` and ``u`` the input's and the kernel's transforms."""
-    _pad_into(x, padding, padded)
     _filter_transform(w, u)
-    _input_tiles(padded, tiles_h, tiles_w, v)
+    _input_tiles(x, padding, tiles_h, tiles_w, v)
     for k in range(36):
         np.dot(v[k], u[k], m[k])
 
@@ -731,7 +749,7 @@ def conv2d_winograd_forward(x, w, b, padding, code, alpha, padded, v, u, m, z, y
     """
     batch, out_h, out_w, filters = y.shape
     tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
-    _winograd_products(x, w, padding, tiles_h, tiles_w, padded, v, u, m)
+    _winograd_products(x, w, padding, tiles_h, tiles_w, v, u, m)
     # With z as y, a relu is applied as the tiles are written.
     rectify = code == RELU and z.ctypes.data == y.ctypes.data
     _output_tiles(m, b, tiles_h, tiles_w, rectify, z)

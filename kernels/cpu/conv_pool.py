@@ -46,7 +46,6 @@ from nkeras.kernels.cpu.conv import (
     _input_tiles,
     _inverse_transform,
     _output_gradient,
-    _pad_into,
     _winograd_out_adjoint,
 )
 
@@ -293,8 +292,7 @@ def conv2d_winograd_max_pool_forward(x, w, b, padding, rectify, padded, v, u, m,
         start, stop = _chunk_samples(chunk, batch)
         v_chunk = _chunk_planes(v, chunk, stop - start, tiles_h * tiles_w)
         m_chunk = _chunk_planes(m, chunk, stop - start, tiles_h * tiles_w)
-        _pad_into(x[start:stop], padding, padded[start:stop])
-        _input_tiles(padded[start:stop], tiles_h, tiles_w, v_chunk)
+        _input_tiles(x[start:stop], padding, tiles_h, tiles_w, v_chunk)
         for k in range(36):
             np.dot(v_chunk[k], u[k], m_chunk[k])
         _pooled_output_tiles(m_chunk, b, tiles_h, tiles_w, rectify, y[start:stop], argmax[start:stop])
