@@ -23,6 +23,7 @@ CASES = [
     (2, 11, 10, 4, 1, True),
     (2, 28, 28, 32, 0, True),
     (1, 5, 7, 33, 1, False),
+    (37, 6, 7, 3, 0, True),  # the CPU kernels' tasks of 16 samples: 16, 16 and 5
 ]
 
 
@@ -163,6 +164,7 @@ WINOGRAD_CASES = [
     (2, 6, 6, 8, 8, 0, True, True),
     (1, 7, 12, 9, 10, 0, True, False),
     (1, 8, 8, 8, 16, 1, True, True),
+    (37, 6, 7, 4, 5, 1, True, True),  # tasks of 16, 16 and 5 samples on the CPU
 ]
 
 
@@ -248,3 +250,31 @@ def test_winograd_gradients_match_finite_differences(rng):
     np.testing.assert_allclose(dw, numerical_grad(loss, w), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(db, numerical_grad(loss, b), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=1e-6, atol=1e-7)
+
+
+def test_cpu_results_do_not_depend_on_the_thread_count(rng):
+    """The CPU kernels split the batch into tasks of a fixed size, so one
+    thread and every thread give the same bits."""
+    import numba
+
+    ops = ops_for("cpu")
+    case = (37, 6, 7, 4, 5, 1, True, True)
+    x, w, b = _winograd_inputs(case, np.float32, rng)
+    dy = rng.standard_normal((37, 3, 3, 5)).astype(np.float32)
+    first = (x[..., :1].copy(), w[:, :, :1].copy())
+    first_dy = rng.standard_normal((37, 3, 3, 5)).astype(np.float32)
+    results = []
+    threads = numba.get_num_threads()
+    try:
+        for count in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(count)
+            winograd = _winograd_run(ops, case, x, w, b, dy, np.float32)
+            y, where = np.empty((37, 3, 3, 5), np.float32), np.empty((37, 3, 3, 5), np.float32)
+            ops.conv2d_max_pool_forward(first[0], first[1], b, (1, 1), True, y, where)
+            dw, db = np.empty(first[1].shape, np.float32), np.empty(5, np.float32)
+            ops.conv2d_max_pool_backward(first[0], y, first_dy, where, (1, 1), True, dw, db)
+            results.append(winograd + (y, where, dw, db))
+    finally:
+        numba.set_num_threads(threads)
+    for one, many in zip(*results):
+        np.testing.assert_array_equal(one, many)
