@@ -533,6 +533,17 @@ def _planes(array, first, step):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _put_row(array, k, t, c, values):
+    """``array[k + e, t, c] = values[e]`` for e < 6: one tile row of a transform."""
+    array[k, t, c] = values[0]
+    array[k + 1, t, c] = values[1]
+    array[k + 2, t, c] = values[2]
+    array[k + 3, t, c] = values[3]
+    array[k + 4, t, c] = values[4]
+    array[k + 5, t, c] = values[5]
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _tap(index, length):
     """``(clamped index, 1 or 0)``: where to read a padded image's row or
     column ``index`` and what to weigh it by (0 in the padding), so that the
@@ -574,23 +585,13 @@ def _input_tiles(x, padding, tiles_h, tiles_w, v):
                     if w0 * w1 * w2 * w3 * w4 * w5 == 1.0:
                         for c in range(channels):
                             out = _winograd_in(row[c0, c], row[c1, c], row[c2, c], row[c3, c], row[c4, c], row[c5, c])
-                            v[k, t, c] = out[0]
-                            v[k + 1, t, c] = out[1]
-                            v[k + 2, t, c] = out[2]
-                            v[k + 3, t, c] = out[3]
-                            v[k + 4, t, c] = out[4]
-                            v[k + 5, t, c] = out[5]
+                            _put_row(v, k, t, c, out)
                     else:
                         w0, w1, w2, w3, w4, w5 = one * w0, one * w1, one * w2, one * w3, one * w4, one * w5
                         for c in range(channels):
                             out = _winograd_in(row[c0, c] * w0, row[c1, c] * w1, row[c2, c] * w2, row[c3, c] * w3,
                                                row[c4, c] * w4, row[c5, c] * w5)
-                            v[k, t, c] = out[0]
-                            v[k + 1, t, c] = out[1]
-                            v[k + 2, t, c] = out[2]
-                            v[k + 3, t, c] = out[3]
-                            v[k + 4, t, c] = out[4]
-                            v[k + 5, t, c] = out[5]
+                            _put_row(v, k, t, c, out)
             first += tiles_w
     for j in range(6):
         a0, a1, a2, a3, a4, a5 = _planes(v, j, 6)
@@ -667,12 +668,7 @@ def _gradient_tiles(dz, tiles_h, tiles_w, m):
                         g2 = dz[b, oy, x0 + 2, f] if columns > 2 else _ZERO
                         g3 = dz[b, oy, x0 + 3, f] if columns > 3 else _ZERO
                         row = _winograd_out_adjoint(g0, g1, g2, g3)
-                        m[k, t, f] = row[0]
-                        m[k + 1, t, f] = row[1]
-                        m[k + 2, t, f] = row[2]
-                        m[k + 3, t, f] = row[3]
-                        m[k + 4, t, f] = row[4]
-                        m[k + 5, t, f] = row[5]
+                        _put_row(m, k, t, f, row)
             first += tiles_w
     _gradient_columns(m)
 

@@ -46,6 +46,7 @@ from nkeras.kernels.cpu.conv import (
     _input_tiles,
     _inverse_transform,
     _output_gradient,
+    _put_row,
     _winograd_out_adjoint,
 )
 
@@ -257,12 +258,7 @@ def _pooled_gradient_tiles(dz, argmax, tiles_h, tiles_w, m):
                             g2 = g if where == left else zero
                             g3 = g if where == right else zero
                         row = _winograd_out_adjoint(g0, g1, g2, g3)
-                        m[k, t, f] = row[0]
-                        m[k + 1, t, f] = row[1]
-                        m[k + 2, t, f] = row[2]
-                        m[k + 3, t, f] = row[3]
-                        m[k + 4, t, f] = row[4]
-                        m[k + 5, t, f] = row[5]
+                        _put_row(m, k, t, f, row)
             first += tiles_w
     _gradient_columns(m)
 
