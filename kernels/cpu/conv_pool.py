@@ -40,6 +40,7 @@ from nkeras.kernels.codes import LINEAR, RELU
 from nkeras.kernels.cpu.blas import _gemm
 from nkeras.kernels.cpu.conv import (
     _add_input_tiles,
+    _crop_into,
     _filter_gradient,
     _filter_transform,
     _gradient_columns,
@@ -319,8 +320,6 @@ def conv2d_winograd_max_pool_backward(y, dy, argmax, padding, rectify, padded, v
     _filter_gradient(du, dw)
     if not need_dx:
         return
-    height, width = dx.shape[1], dx.shape[2]
-    top, left = padding
     for chunk in prange(chunks):
         start, stop = _chunk_samples(chunk, batch)
         v_chunk = _chunk_planes(v, chunk, stop - start, tiles)
@@ -330,6 +329,4 @@ def conv2d_winograd_max_pool_backward(y, dy, argmax, padding, rectify, padded, v
         padded_chunk = padded[start:stop]
         padded_chunk[:] = 0.0
         _add_input_tiles(v_chunk, tiles_h, tiles_w, padded_chunk)
-        for b in range(start, stop):
-            for i in range(height):
-                dx[b, i] = padded[b, top + i, left:left + width, :]
+        _crop_into(padded_chunk, padding, dx[start:stop])
