@@ -61,9 +61,12 @@ class Case:
 
     def __init__(self, cell, rng, batch, timesteps, features, units, dtype=np.float64, masked=False,
                  go_backwards=False, sequences=True, initial=False, dropout=False, state_grads=False,
-                 use_bias=True, activation=TANH, recurrent_activation=SIGMOID):
+                 use_bias=True, activation=TANH, recurrent_activation=SIGMOID, initial_grads=None):
         self.cell, self.dtype = cell, dtype
+        # initial: random initial states (else zeros); initial_grads: their
+        # gradients asked for (by default when they are random).
         self.go_backwards, self.sequences, self.initial = go_backwards, sequences, initial
+        self.initial_grads = initial if initial_grads is None else initial_grads
         self.dropout, self.state_grads, self.use_bias = dropout, state_grads, use_bias
         self.activation, self.recurrent_activation = activation, recurrent_activation
         k = GATES[cell]
@@ -140,16 +143,16 @@ class Case:
         if self.cell == "lstm":
             ops.lstm_backward(*common, self.recurrent_activation, steps, gates, carries, cells, recurrent_inputs, dy,
                               d_states[0], d_states[1], self.state_grads, np.zeros((4, batch, units), dtype),
-                              *outs, initial_grads[0], initial_grads[1], self.initial)
+                              *outs, initial_grads[0], initial_grads[1], self.initial_grads)
         elif self.cell == "gru":
             ops.gru_backward(*common, self.recurrent_activation, steps, gates, carries, cells[:-1], recurrent_inputs,
                              np.zeros_like(gates), dy, d_states[0], self.state_grads,
-                             np.zeros((3, batch, units), dtype), *outs, initial_grads[0], self.initial)
+                             np.zeros((3, batch, units), dtype), *outs, initial_grads[0], self.initial_grads)
         else:
             ops.simple_rnn_backward(*common, steps, gates, carries, recurrent_inputs, dy, d_states[0],
                                     self.state_grads, np.zeros((3, batch, units), dtype), *outs,
-                                    initial_grads[0], self.initial)
-        if self.initial:
+                                    initial_grads[0], self.initial_grads)
+        if self.initial_grads:
             grads.update({f"initial_{i}": g for i, g in enumerate(initial_grads)})
         return y, states, grads
 
@@ -157,7 +160,7 @@ class Case:
         objective = lambda _: self.reference_objective()  # noqa: E731
         grads = {name: numerical_grad(objective, getattr(self, name)) for name in ("kernel", "recurrent_kernel", "x")}
         grads["bias"] = numerical_grad(objective, self.bias) if self.use_bias else np.zeros_like(self.bias)
-        if self.initial:
+        if self.initial_grads:
             grads.update({f"initial_{i}": numerical_grad(objective, s) for i, s in enumerate(self.initial_states)})
         return grads
 
@@ -174,6 +177,10 @@ OPTIONS = [
     {"masked": True, "initial": True, "state_grads": True, "sequences": False},
     {"dropout": True, "masked": True},
     {"use_bias": False, "sequences": False},
+    # A random initial state without its gradient, and the gradient of a zero
+    # one: the kernels skip the first step's GEMMs only where they add nothing.
+    {"initial": True, "initial_grads": False, "masked": True},
+    {"initial_grads": True, "state_grads": True},
 ]
 # (batch, timesteps, features, units): one of each, odd sizes, more units than features.
 CPU_SHAPES = [(1, 1, 1, 1), (3, 5, 4, 2), (2, 7, 3, 5)]

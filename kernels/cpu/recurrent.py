@@ -19,7 +19,11 @@ the input dropout mask when one is used), so that
   through one GEMM with the transposed recurrent kernel; then the weight
   gradients are ONE GEMM each over all steps: ``dkernel = steps^T dgates``,
   ``drecurrent_kernel = recurrent_inputs^T dgates``, and ``dsteps = dgates
-  kernel^T`` (written over ``steps``) before it is scattered into ``dx``.
+  kernel^T`` (written over ``steps``) before it is scattered into ``dx``;
+- GEMMs whose result cannot matter are skipped: the first step's recurrent
+  GEMM and its rows of ``drecurrent_kernel`` when the initial state is all
+  zeros (the default), and the state gradient through the first step unless
+  the initial state's gradient is asked for (2 of an LSTM's 57 GEMMs).
 
 So the backward reuses the forward's state buffers as scratch: call it once
 per forward.
@@ -227,6 +231,18 @@ def _recurrent_source(carries, recurrent_inputs, use_recurrent_mask):
 
 
 @njit(cache=True, error_model="numpy")
+def _all_zero(state):
+    """Whether every element of ``state`` is zero: an initial state of zeros
+    (the default) contributes nothing to the first step's recurrent GEMM,
+    nor that step's rows to the recurrent kernel's gradient, so both are
+    skipped (1/T of each loop's GEMMs)."""
+    for value in state.ravel():
+        if value != 0.0:
+            return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")
 def _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs):
     if use_recurrent_mask:
         batch, units = recurrent_mask.shape
@@ -287,18 +303,26 @@ def _keep(mask, use_mask, b, t, timesteps, go_backwards):
 
 
 @njit(cache=True, error_model="numpy")
-def _weight_grads(steps, kernel, gate_grads, recurrent_gate_grads, recurrent_inputs, input_mask, use_input_mask,
-                  go_backwards, dkernel, drecurrent_kernel, dx, need_dx):
+def _weight_grads(steps, kernel, gate_grads, recurrent_gate_grads, recurrent_inputs, zero_start, input_mask,
+                  use_input_mask, go_backwards, dkernel, drecurrent_kernel, dx, need_dx):
     """``dkernel = steps^T gate_grads`` and ``drecurrent_kernel =
-    recurrent_inputs^T recurrent_gate_grads`` over all steps at once; when
-    ``need_dx``, ``dx`` from ``gate_grads kernel^T`` (computed over ``steps``)."""
+    recurrent_inputs^T recurrent_gate_grads`` over all steps at once (the
+    first step left out of the second when ``zero_start``: its recurrent
+    inputs are zeros); when ``need_dx``, ``dx`` from ``gate_grads kernel^T``
+    (computed over ``steps``)."""
     timesteps, batch, features = steps.shape
     rows = timesteps * batch
     flat_steps = steps.reshape(rows, features)
     flat_grads = gate_grads.reshape(rows, gate_grads.shape[2])
     np.dot(flat_steps.T, flat_grads, dkernel)
-    flat_recurrent = recurrent_gate_grads.reshape(rows, recurrent_gate_grads.shape[2])
-    np.dot(recurrent_inputs.reshape(rows, recurrent_inputs.shape[2]).T, flat_recurrent, drecurrent_kernel)
+    first = 1 if zero_start else 0
+    if first == timesteps:
+        drecurrent_kernel[:, :] = 0.0
+    else:
+        recurrent_rows = (timesteps - first) * batch
+        flat_recurrent = recurrent_gate_grads[first:].reshape(recurrent_rows, recurrent_gate_grads.shape[2])
+        flat_inputs = recurrent_inputs[first:].reshape(recurrent_rows, recurrent_inputs.shape[2])
+        np.dot(flat_inputs.T, flat_recurrent, drecurrent_kernel)
     if need_dx:
         np.dot(flat_grads, kernel.T, flat_steps)
         _scatter_steps(steps, input_mask, use_input_mask, go_backwards, dx)
@@ -407,11 +431,13 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_
     timesteps = steps.shape[0]
     fast = _fast_path(steps, activation, recurrent_activation)
     _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries)
+    zero_start = _all_zero(h0)
     cells[0] = c0
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     for t in range(timesteps):
         _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
-        _gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
+        if t > 0 or not zero_start:
+            _gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
         if fast:
             _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, True,
                        gates, carries, cells, y)
@@ -507,14 +533,16 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
         else:
             _lstm_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation,
                              gates, cells, dy, dh, dc, pending)
-        _add_recurrent_grads(gates[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
+        if t > 0 or need_initial_grads:
+            _add_recurrent_grads(gates[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
     if need_initial_grads:
         dh0[:, :] = dh
         dc0[:, :] = dc
     if use_bias:
         _column_sums(gates, dbias)
-    _weight_grads(steps, kernel, gates, gates, _recurrent_source(carries, recurrent_inputs, use_recurrent_mask),
-                  input_mask, use_input_mask, go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
+    source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
+    _weight_grads(steps, kernel, gates, gates, source, _all_zero(carries[0]), input_mask, use_input_mask,
+                  go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
 
 
 @njit(cache=True, error_model="numpy")
@@ -562,12 +590,16 @@ def gru_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask,
     timesteps = steps.shape[0]
     fast = _fast_path(steps, activation, recurrent_activation)
     _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries)
+    zero_start = _all_zero(h0)
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     units = carries.shape[2]
     for t in range(timesteps):
         _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
-        _gemm(source[t], recurrent_kernel[:, :2 * units], gates[t, :, :2 * units], False, False, 1.0)
-        _gemm(source[t], recurrent_kernel[:, 2 * units:], candidates[t])
+        if t > 0 or not zero_start:
+            _gemm(source[t], recurrent_kernel[:, :2 * units], gates[t, :, :2 * units], False, False, 1.0)
+            _gemm(source[t], recurrent_kernel[:, 2 * units:], candidates[t])
+        else:
+            candidates[t] = 0.0
         if fast:
             _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, True,
                       gates, carries, candidates, y)
@@ -660,14 +692,16 @@ def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask,
         else:
             _gru_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation, gates, carries,
                             candidates, recurrent_grads, dy, dh, pending)
-        _add_recurrent_grads(recurrent_grads[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
+        if t > 0 or need_initial_grads:
+            _add_recurrent_grads(recurrent_grads[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
     if need_initial_grads:
         dh0[:, :] = dh
     if use_bias:
         _column_sums(gates, dbias[0])
         _column_sums(recurrent_grads, dbias[1])
-    _weight_grads(steps, kernel, gates, recurrent_grads, _recurrent_source(carries, recurrent_inputs, use_recurrent_mask),
-                  input_mask, use_input_mask, go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
+    source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
+    _weight_grads(steps, kernel, gates, recurrent_grads, source, _all_zero(carries[0]), input_mask, use_input_mask,
+                  go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
 
 
 @njit(cache=True, error_model="numpy")
@@ -696,10 +730,12 @@ def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, us
     timesteps = steps.shape[0]
     fast = _fast_path(steps, activation, SIGMOID)
     _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries)
+    zero_start = _all_zero(h0)
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     for t in range(timesteps):
         _recurrent_step_inputs(carries, recurrent_mask, use_recurrent_mask, t, recurrent_inputs)
-        _gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
+        if t > 0 or not zero_start:
+            _gemm(source[t], recurrent_kernel, gates[t], False, False, 1.0)
         if fast:
             _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, True, gates, carries, y)
         else:
@@ -729,10 +765,12 @@ def simple_rnn_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, inpu
             else:
                 for j in range(units):
                     gates[t, b, j] = 0.0
-        _add_recurrent_grads(gates[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
+        if t > 0 or need_initial_grads:
+            _add_recurrent_grads(gates[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
     if need_initial_grads:
         dh0[:, :] = dh
     if use_bias:
         _column_sums(gates, dbias)
-    _weight_grads(steps, kernel, gates, gates, _recurrent_source(carries, recurrent_inputs, use_recurrent_mask),
-                  input_mask, use_input_mask, go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
+    source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
+    _weight_grads(steps, kernel, gates, gates, source, _all_zero(carries[0]), input_mask, use_input_mask,
+                  go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
