@@ -269,6 +269,8 @@ WINOGRAD_CASES = [
     # Larger than the simulator runs quickly: CPU only.
     ((4, 13, 13, 16, 33), "valid"),
     ((3, 12, 9, 17, 16), "same"),
+    # Tasks of 16, 16 and 5 samples on the CPU.
+    ((37, 7, 6, 3, 4), "same"),
 ]
 CUDA_WINOGRAD_RUNS = [(1, np.float64, "tanh"), (3, np.float32, "relu"), (4, np.float32, "linear")]
 
@@ -323,6 +325,35 @@ def test_winograd_forward_backward_match_numpy(device, case, dtype, activation, 
     np.testing.assert_allclose(dw, dw_ref, **_tolerance(dtype))
     np.testing.assert_allclose(db, dz_ref.sum(axis=(0, 1, 2)), **_tolerance(dtype))
     np.testing.assert_allclose(dx, dx_ref, **_tolerance(dtype))
+
+
+def test_cpu_winograd_results_do_not_depend_on_the_thread_count(rng):
+    """The CPU Winograd kernels split the batch into tasks of a fixed size,
+    so one thread and every thread give the same bits."""
+    import numba
+
+    ops = ops_for("cpu")
+    shape = (37, 7, 6, 3, 4)
+    x = rng.standard_normal(shape[:4]).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    dy = rng.standard_normal((37, 7, 6, 4)).astype(np.float32)
+    results = []
+    threads = numba.get_num_threads()
+    try:
+        for count in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(count)
+            padded, v, u, m, du = _winograd_buffers(shape, (7, 6), np.float32)
+            y = np.empty((37, 7, 6, 4), np.float32)
+            ops.conv2d_winograd_forward(x, w, b, (1, 1), codes.RELU, 0.0, padded, v, u, m, y, y)
+            dz, dw, db, dx = np.empty_like(y), np.empty_like(w), np.empty_like(b), np.empty_like(x)
+            ops.conv2d_winograd_backward(y, y, dy, (1, 1), codes.RELU, 0.0, padded, v, u, m, du, dz, dw, db, dx,
+                                         True)
+            results.append((y, dz, dw, db, dx))
+    finally:
+        numba.set_num_threads(threads)
+    for one, many in zip(*results):
+        np.testing.assert_array_equal(one, many)
 
 
 def test_winograd_kernel_transform_matrix_is_the_cuda_helpers():

@@ -37,37 +37,20 @@ import numpy as np
 from numba import njit, prange
 
 from nkeras.kernels.codes import LINEAR, RELU
-from nkeras.kernels.cpu.blas import _gemm
 from nkeras.kernels.cpu.conv import (
-    _add_input_tiles,
-    _crop_into,
-    _filter_gradient,
+    _chunk_planes,
+    _chunk_samples,
+    _chunks,
     _filter_transform,
     _gradient_columns,
     _input_tiles,
     _inverse_transform,
     _output_gradient,
     _put_row,
+    _winograd_gradients,
     _winograd_out_adjoint,
 )
 
-# Samples per task when a kernel splits the batch over Numba's threads
-# (``prange``). A task's Winograd tiles (36 x 144 x 64 floats of products
-# for the convnet's second block) then stay in the core's L2 cache between
-# the GEMMs and the transforms around them: in tasks of 16 samples the
-# fused forward took 1.7-1.8 ms against 2.3-2.6 ms in one task per thread.
-# The chunks do not depend on the thread count, so neither do the results.
-_CHUNK = 16
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _chunks(batch):
-    return (batch + _CHUNK - 1) // _CHUNK
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _chunk_samples(chunk, batch):
-    return chunk * _CHUNK, min(batch, (chunk + 1) * _CHUNK)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -264,16 +247,6 @@ def _pooled_gradient_tiles(dz, argmax, tiles_h, tiles_w, m):
     _gradient_columns(m)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _chunk_planes(scratch, chunk, samples, tiles):
-    """Chunk ``chunk``'s block of a (36, batch * tiles, width) Winograd
-    buffer, as (36, samples * tiles, width): the fused kernels lay the
-    buffer out chunk by chunk, so that each chunk's planes are contiguous."""
-    width = scratch.shape[2]
-    start = 36 * chunk * _CHUNK * tiles * width
-    return scratch.reshape(scratch.size)[start:start + 36 * samples * tiles * width].reshape(36, samples * tiles, width)
-
-
 @njit(cache=True, error_model="numpy", parallel=True)
 def conv2d_winograd_max_pool_forward(x, w, b, padding, rectify, padded, v, u, m, y, argmax):
     """``y = max_pool_2x2(act(conv3x3(x, w) + b))`` (act relu when
@@ -311,22 +284,4 @@ def conv2d_winograd_max_pool_backward(y, dy, argmax, padding, rectify, padded, v
         start, stop = _chunk_samples(chunk, batch)
         _pooled_gradient_tiles(dy[start:stop], argmax[start:stop], tiles_h, tiles_w,
                                _chunk_planes(m, chunk, stop - start, tiles))
-    # du[k] sums over every chunk's tiles: split over k, not over chunks.
-    for k in prange(36):
-        for chunk in range(chunks):
-            start, stop = _chunk_samples(chunk, batch)
-            _gemm(_chunk_planes(v, chunk, stop - start, tiles)[k], _chunk_planes(m, chunk, stop - start, tiles)[k],
-                  du[k], True, False, 0.0 if chunk == 0 else 1.0)
-    _filter_gradient(du, dw)
-    if not need_dx:
-        return
-    for chunk in prange(chunks):
-        start, stop = _chunk_samples(chunk, batch)
-        v_chunk = _chunk_planes(v, chunk, stop - start, tiles)
-        m_chunk = _chunk_planes(m, chunk, stop - start, tiles)
-        for k in range(36):
-            np.dot(m_chunk[k], u[k].T, v_chunk[k])
-        padded_chunk = padded[start:stop]
-        padded_chunk[:] = 0.0
-        _add_input_tiles(v_chunk, tiles_h, tiles_w, padded_chunk)
-        _crop_into(padded_chunk, padding, dx[start:stop])
+    _winograd_gradients(padding, tiles_h, tiles_w, padded, v, u, m, du, dw, dx, need_dx)

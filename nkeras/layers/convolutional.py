@@ -225,6 +225,12 @@ class BaseConv(_ConvBase):
         )
         return (input_shape[0],) + spatial + (self.filters,)
 
+    @property
+    def parallel_kernels(self):
+        """The Winograd CPU kernels split the batch over Numba's threads
+        (the plan then holds BLAS to one thread: docs/architecture.md)."""
+        return self._uses_winograd()
+
     def _uses_winograd(self):
         return (
             self.kernel_size == (3, 3)
