@@ -110,3 +110,19 @@ def assert_trains_alike_on_both_devices(build_model, x, y, batch_size, epochs=2,
     for got, want in zip(results["cuda"][1], results["cpu"][1]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=weight_atol)
     return results["cpu"][0]
+
+
+def at_one_and_all_threads(run):
+    """``[run() with one Numba thread, run() with every thread]``: the CPU
+    kernels that split their work over threads must give the same bits."""
+    import numba
+
+    threads = numba.get_num_threads()
+    try:
+        results = []
+        for count in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(count)
+            results.append(run())
+        return results
+    finally:
+        numba.set_num_threads(threads)

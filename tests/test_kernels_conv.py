@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from devices import DEVICES, ops_for
+from devices import DEVICES, at_one_and_all_threads, ops_for
 from nkeras.kernels import codes
 from nkeras.layers.conv_utils import conv_output_length, padding_before
 
@@ -330,28 +330,22 @@ def test_winograd_forward_backward_match_numpy(device, case, dtype, activation, 
 def test_cpu_winograd_results_do_not_depend_on_the_thread_count(rng):
     """The CPU Winograd kernels split the batch into tasks of a fixed size,
     so one thread and every thread give the same bits."""
-    import numba
-
     ops = ops_for("cpu")
     shape = (37, 7, 6, 3, 4)
     x = rng.standard_normal(shape[:4]).astype(np.float32)
     w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
     b = rng.standard_normal(4).astype(np.float32)
     dy = rng.standard_normal((37, 7, 6, 4)).astype(np.float32)
-    results = []
-    threads = numba.get_num_threads()
-    try:
-        for count in (1, numba.config.NUMBA_NUM_THREADS):
-            numba.set_num_threads(count)
-            padded, v, u, m, du = _winograd_buffers(shape, (7, 6), np.float32)
-            y = np.empty((37, 7, 6, 4), np.float32)
-            ops.conv2d_winograd_forward(x, w, b, (1, 1), codes.RELU, 0.0, padded, v, u, m, y, y)
-            dz, dw, db, dx = np.empty_like(y), np.empty_like(w), np.empty_like(b), np.empty_like(x)
-            ops.conv2d_winograd_backward(y, y, dy, (1, 1), codes.RELU, 0.0, padded, v, u, m, du, dz, dw, db, dx,
-                                         True)
-            results.append((y, dz, dw, db, dx))
-    finally:
-        numba.set_num_threads(threads)
+
+    def run():
+        padded, v, u, m, du = _winograd_buffers(shape, (7, 6), np.float32)
+        y = np.empty((37, 7, 6, 4), np.float32)
+        ops.conv2d_winograd_forward(x, w, b, (1, 1), codes.RELU, 0.0, padded, v, u, m, y, y)
+        dz, dw, db, dx = np.empty_like(y), np.empty_like(w), np.empty_like(b), np.empty_like(x)
+        ops.conv2d_winograd_backward(y, y, dy, (1, 1), codes.RELU, 0.0, padded, v, u, m, du, dz, dw, db, dx, True)
+        return y, dz, dw, db, dx
+
+    results = at_one_and_all_threads(run)
     for one, many in zip(*results):
         np.testing.assert_array_equal(one, many)
 

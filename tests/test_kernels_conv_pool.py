@@ -6,7 +6,7 @@ of their gradients, and the CUDA twins (numba-cuda's simulator in CI)."""
 import numpy as np
 import pytest
 
-from devices import device_cases, ops_for
+from devices import at_one_and_all_threads, device_cases, ops_for
 from gradcheck import numerical_grad
 
 DTYPES = [np.float32, np.float64]
@@ -255,26 +255,21 @@ def test_winograd_gradients_match_finite_differences(rng):
 def test_cpu_results_do_not_depend_on_the_thread_count(rng):
     """The CPU kernels split the batch into tasks of a fixed size, so one
     thread and every thread give the same bits."""
-    import numba
-
     ops = ops_for("cpu")
     case = (37, 6, 7, 4, 5, 1, True, True)
     x, w, b = _winograd_inputs(case, np.float32, rng)
     dy = rng.standard_normal((37, 3, 3, 5)).astype(np.float32)
     first = (x[..., :1].copy(), w[:, :, :1].copy())
     first_dy = rng.standard_normal((37, 3, 3, 5)).astype(np.float32)
-    results = []
-    threads = numba.get_num_threads()
-    try:
-        for count in (1, numba.config.NUMBA_NUM_THREADS):
-            numba.set_num_threads(count)
-            winograd = _winograd_run(ops, case, x, w, b, dy, np.float32)
-            y, where = np.empty((37, 3, 3, 5), np.float32), np.empty((37, 3, 3, 5), np.float32)
-            ops.conv2d_max_pool_forward(first[0], first[1], b, (1, 1), True, y, where)
-            dw, db = np.empty(first[1].shape, np.float32), np.empty(5, np.float32)
-            ops.conv2d_max_pool_backward(first[0], y, first_dy, where, (1, 1), True, dw, db)
-            results.append(winograd + (y, where, dw, db))
-    finally:
-        numba.set_num_threads(threads)
+
+    def run():
+        winograd = _winograd_run(ops, case, x, w, b, dy, np.float32)
+        y, where = np.empty((37, 3, 3, 5), np.float32), np.empty((37, 3, 3, 5), np.float32)
+        ops.conv2d_max_pool_forward(first[0], first[1], b, (1, 1), True, y, where)
+        dw, db = np.empty(first[1].shape, np.float32), np.empty(5, np.float32)
+        ops.conv2d_max_pool_backward(first[0], y, first_dy, where, (1, 1), True, dw, db)
+        return winograd + (y, where, dw, db)
+
+    results = at_one_and_all_threads(run)
     for one, many in zip(*results):
         np.testing.assert_array_equal(one, many)

@@ -769,6 +769,20 @@ def _crop_into(padded, padding, dx):
             dx[b, i] = padded[b, top + i, left:left + width, :]
 
 
+@njit(cache=True, error_model="numpy")
+def _task_products(x, padding, tiles_h, tiles_w, v, u, m, chunk):
+    """Task ``chunk``'s part of the forward up to the inverse transform:
+    its samples' input tiles in ``v`` and ``m[k] = v[k] @ u[k]`` (``u`` the
+    kernel's transform). Returns its first and last sample and its block of ``m``."""
+    start, stop = _chunk_samples(chunk, x.shape[0])
+    v_chunk = _chunk_planes(v, chunk, stop - start, tiles_h * tiles_w)
+    m_chunk = _chunk_planes(m, chunk, stop - start, tiles_h * tiles_w)
+    _input_tiles(x[start:stop], padding, tiles_h, tiles_w, v_chunk)
+    for k in range(36):
+        np.dot(v_chunk[k], u[k], m_chunk[k])
+    return start, stop, m_chunk
+
+
 @njit(cache=True, error_model="numpy", parallel=True)
 def conv2d_winograd_forward(x, w, b, padding, code, alpha, padded, v, u, m, z, y):
     """``z = conv(x, w) + b`` and ``y = act(z)`` for a 3x3 kernel with stride
@@ -786,12 +800,7 @@ def conv2d_winograd_forward(x, w, b, padding, code, alpha, padded, v, u, m, z, y
     rectify = code == RELU and z.ctypes.data == y.ctypes.data
     _filter_transform(w, u)
     for chunk in prange(_chunks(batch)):
-        start, stop = _chunk_samples(chunk, batch)
-        v_chunk = _chunk_planes(v, chunk, stop - start, tiles_h * tiles_w)
-        m_chunk = _chunk_planes(m, chunk, stop - start, tiles_h * tiles_w)
-        _input_tiles(x[start:stop], padding, tiles_h, tiles_w, v_chunk)
-        for k in range(36):
-            np.dot(v_chunk[k], u[k], m_chunk[k])
+        start, stop, m_chunk = _task_products(x, padding, tiles_h, tiles_w, v, u, m, chunk)
         _output_tiles(m_chunk, b, tiles_h, tiles_w, rectify, z[start:stop])
     if not rectify:
         rows = batch * out_h * out_w

@@ -43,10 +43,10 @@ from nkeras.kernels.cpu.conv import (
     _chunks,
     _filter_transform,
     _gradient_columns,
-    _input_tiles,
     _inverse_transform,
     _output_gradient,
     _put_row,
+    _task_products,
     _winograd_gradients,
     _winograd_out_adjoint,
 )
@@ -259,12 +259,7 @@ def conv2d_winograd_max_pool_forward(x, w, b, padding, rectify, padded, v, u, m,
     batch = x.shape[0]
     _filter_transform(w, u)
     for chunk in prange(_chunks(batch)):
-        start, stop = _chunk_samples(chunk, batch)
-        v_chunk = _chunk_planes(v, chunk, stop - start, tiles_h * tiles_w)
-        m_chunk = _chunk_planes(m, chunk, stop - start, tiles_h * tiles_w)
-        _input_tiles(x[start:stop], padding, tiles_h, tiles_w, v_chunk)
-        for k in range(36):
-            np.dot(v_chunk[k], u[k], m_chunk[k])
+        start, stop, m_chunk = _task_products(x, padding, tiles_h, tiles_w, v, u, m, chunk)
         _pooled_output_tiles(m_chunk, b, tiles_h, tiles_w, rectify, y[start:stop], argmax[start:stop])
 
 
