@@ -10,6 +10,11 @@ import pytest
 
 from nkeras.backend import clear_session
 
+if os.environ["NUMBA_ENABLE_CUDASIM"] not in ("", "0"):
+    from cuda_simulator import make_shared_arrays_thread_safe
+
+    make_shared_arrays_thread_safe()
+
 
 @pytest.fixture(autouse=True)
 def _fresh_names():
