@@ -44,8 +44,9 @@ class ConvMaxPooling:
         input_shape: the convolution's input shape.
     """
 
-    # Its CPU kernels split the batch over Numba's threads (see Plan).
-    parallel_kernels = True
+    def parallel_kernels(self, input_shapes):
+        """Its CPU kernels split the batch over Numba's threads (see Layer)."""
+        return True
 
     def __init__(self, conv, pool, input_shape):
         self.conv, self.pool = conv, pool

@@ -240,7 +240,9 @@ class Plan:
             self._plan_backward(input_grads)
         # Steps whose CPU kernels split their work over Numba's threads run
         # with BLAS on one thread (``CpuDevice.parallel_kernel_scope``).
-        self._parallel_kernels = any(getattr(s.layer, "parallel_kernels", False) for s in self.forward_steps)
+        self._parallel_kernels = any(
+            s.layer.parallel_kernels([tuple(a.shape) for a in s.inputs]) for s in self.forward_steps
+        )
 
     @property
     def input_buffers(self):

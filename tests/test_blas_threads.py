@@ -12,6 +12,7 @@ import nkeras as keras
 from nkeras import layers
 from nkeras.backend import blas_threads, get_device
 from nkeras.graph import Plan
+from nkeras.kernels.cpu.recurrent import TASK_ROWS
 
 SCIPY_OPENBLAS = glob.glob(os.path.join(os.path.dirname(scipy.__file__), "..", "scipy.libs", "*openblas*"))
 needs_openblas = pytest.mark.skipif(not SCIPY_OPENBLAS, reason="needs SciPy's wheel with its OpenBLAS")
@@ -70,13 +71,21 @@ def _convnet():
     ])
 
 
+def _lstm():
+    return keras.Sequential([keras.Input((3, 2)), layers.Bidirectional(layers.LSTM(3)), layers.Dense(2)])
+
+
 @needs_openblas
-@pytest.mark.parametrize("build,parallel", [
-    (_convnet, True),
-    (lambda: keras.Sequential([keras.Input((6,)), layers.Dense(5, activation="relu"), layers.Dense(2)]), False),
+@pytest.mark.parametrize("build,batch,parallel", [
+    (_convnet, 4, True),
+    (lambda: keras.Sequential([keras.Input((6,)), layers.Dense(5, activation="relu"), layers.Dense(2)]), 4, False),
+    # The LSTM splits a batch of more than TASK_ROWS rows into tasks.
+    (_lstm, TASK_ROWS + 1, True),
+    (_lstm, TASK_ROWS, False),
 ])
-def test_a_plan_runs_blas_on_one_thread_only_for_kernels_that_split_their_work(build, parallel, two_blas_threads):
-    plan = Plan(build()._graph, 4, get_device("cpu"), True)
+def test_a_plan_runs_blas_on_one_thread_only_for_kernels_that_split_their_work(build, batch, parallel,
+                                                                               two_blas_threads):
+    plan = Plan(build()._graph, batch, get_device("cpu"), True)
     assert plan._parallel_kernels is parallel
     seen = _record_blas_threads(plan)
     plan.input_buffers[0][...] = np.random.default_rng(0).random(plan.input_buffers[0].shape)

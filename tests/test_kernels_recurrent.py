@@ -6,8 +6,9 @@ masks, and the last output or the whole sequence."""
 import numpy as np
 import pytest
 
-from devices import ops_for
+from devices import at_one_and_all_threads, ops_for
 from nkeras.kernels.codes import LINEAR, RELU, SIGMOID, TANH
+from nkeras.kernels.cpu.recurrent import TASK_ROWS
 from tests.gradcheck import numerical_grad
 
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
@@ -130,7 +131,11 @@ class Case:
         else:
             ops.simple_rnn_forward(x, kernel, recurrent_kernel, bias, self.use_bias, initial[0], *flags,
                                    self.activation, steps, gates, carries, recurrent_inputs, y)
-        states = [carries[-1].copy()] + ([cells[-1].copy()] if self.cell == "lstm" else [])
+        if self.cell == "lstm":
+            states = [np.zeros((batch, units), dtype), np.zeros((batch, units), dtype)]
+            ops.lstm_final_states(carries, cells, *states)
+        else:
+            states = [carries[-1].copy()]
 
         grads = {"kernel": np.zeros_like(kernel), "recurrent_kernel": np.zeros_like(recurrent_kernel),
                  "bias": np.zeros_like(bias), "x": np.zeros_like(x)}
@@ -143,7 +148,7 @@ class Case:
         if self.cell == "lstm":
             ops.lstm_backward(*common, self.recurrent_activation, steps, gates, carries, cells, recurrent_inputs, dy,
                               d_states[0], d_states[1], self.state_grads, np.zeros((4, batch, units), dtype),
-                              *outs, initial_grads[0], initial_grads[1], self.initial_grads)
+                              np.zeros((-(-batch // TASK_ROWS), (features + units + 1) * k * units), dtype), *outs, initial_grads[0], initial_grads[1], self.initial_grads)
         elif self.cell == "gru":
             ops.gru_backward(*common, self.recurrent_activation, steps, gates, carries, cells[:-1], recurrent_inputs,
                              np.zeros_like(gates), dy, d_states[0], self.state_grads,
@@ -185,6 +190,9 @@ OPTIONS = [
 # (batch, timesteps, features, units): one of each, odd sizes, more units than features.
 CPU_SHAPES = [(1, 1, 1, 1), (3, 5, 4, 2), (2, 7, 3, 5)]
 CUDA_SHAPE = (2, 3, 3, 2)
+# The CPU LSTM splits a batch of more than TASK_ROWS rows into tasks: here 3
+# of 44, 44 and 43 rows.
+TASKS_SHAPE = (2 * TASK_ROWS + 3, 3, 2, 3)
 
 
 def _cases():
@@ -193,6 +201,9 @@ def _cases():
         for shape in CPU_SHAPES:
             for index, options in enumerate(OPTIONS):
                 params.append(pytest.param("cpu", cell, shape, options, id=f"cpu-{cell}-{shape}-{index}"))
+        if cell == "lstm":
+            for index, options in enumerate(OPTIONS):
+                params.append(pytest.param("cpu", cell, TASKS_SHAPE, options, id=f"cpu-{cell}-tasks-{index}"))
         for index in (2, 5) if cell == "lstm" else (3,):
             params.append(pytest.param("cuda", cell, CUDA_SHAPE, OPTIONS[index], id=f"cuda-{cell}-{index}"))
     return params
@@ -237,6 +248,17 @@ def test_other_activations(device, cell, activation, recurrent_activation, rng):
     np.testing.assert_allclose(y, case.reference_outputs()[0], **_tolerance(np.float64))
     for name, want in case.reference_grads().items():
         np.testing.assert_allclose(grads[name], want, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("options", [OPTIONS[4], OPTIONS[5]])
+def test_cpu_lstm_results_do_not_depend_on_the_thread_count(options, rng):
+    case = Case("lstm", rng, *TASKS_SHAPE, dtype=np.float32, **options)
+    one, every = at_one_and_all_threads(lambda: case.run(ops_for("cpu")))
+    np.testing.assert_array_equal(one[0], every[0])
+    for got, want in zip(one[1], every[1]):
+        np.testing.assert_array_equal(got, want)
+    for name in one[2]:
+        np.testing.assert_array_equal(one[2][name], every[2][name], err_msg=name)
 
 
 def test_fast_tanh_and_sigmoid_are_within_float32_rounding():

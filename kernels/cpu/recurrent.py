@@ -46,7 +46,7 @@ from ``nkeras.kernels.codes`` whose derivative follows from the output
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from nkeras.kernels.codes import RELU, SIGMOID, TANH
 from nkeras.kernels.cpu.activation import _act
@@ -182,6 +182,66 @@ def draw_dropout_mask(rate, seed, step, mask):
     for i in range(rows):
         for j in range(cols):
             mask[i, j] = 0.0 if _uniform(key, i * cols + j) < rate else keep_scale
+
+
+# ---- tasks ---------------------------------------------------------------------------
+#
+# The LSTM splits its batch into tasks of at most TASK_ROWS rows, run in
+# ``prange``; each runs the whole sequence for its rows on a one-thread BLAS
+# (the plan holds BLAS to one thread: docs/architecture.md, "Threads"). The
+# split depends on the batch size alone, so the results do not depend on
+# the thread count. A state array (leading, B, cols) holds one time-major
+# block (leading, rows, cols) per task, one after the other, so that a
+# task's GEMMs over all its steps read one contiguous matrix; with one
+# task (B <= TASK_ROWS) that is the time-major layout itself.
+
+TASK_ROWS = 64
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _task_count(batch):
+    return max(1, -(-batch // TASK_ROWS))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _task_rows(batch, tasks, task):
+    """Rows ``[first, last)`` of ``task``: the batch in near-equal parts."""
+    return batch * task // tasks, batch * (task + 1) // tasks
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _task_block(array, first, last):
+    """The block of rows ``[first, last)`` of a state array laid out task by task."""
+    leading, _, cols = array.shape
+    flat = array.reshape(array.size)
+    return flat[leading * cols * first:leading * cols * last].reshape(leading, last - first, cols)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel, dbias):
+    """Views of row ``task`` of ``task_grads`` shaped as the three weight gradients."""
+    flat = task_grads[task]
+    split, end = dkernel.size, dkernel.size + drecurrent_kernel.size
+    return (flat[:split].reshape(dkernel.shape), flat[split:end].reshape(drecurrent_kernel.shape),
+            flat[end:end + dbias.size])
+
+
+@njit(cache=True, error_model="numpy")
+def _sum_task_grads(task_grads, tasks, dkernel, drecurrent_kernel, dbias, use_bias):
+    """The weight gradients: every task's, added in task order."""
+    for task in range(tasks):
+        task_dkernel, task_drecurrent, task_dbias = _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel,
+                                                                       dbias)
+        if task == 0:
+            dkernel[:] = task_dkernel
+            drecurrent_kernel[:] = task_drecurrent
+            if use_bias:
+                dbias[:] = task_dbias
+        else:
+            dkernel += task_dkernel
+            drecurrent_kernel += task_drecurrent
+            if use_bias:
+                dbias += task_dbias
 
 
 @njit(cache=True, error_model="numpy")
@@ -414,20 +474,10 @@ def _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recu
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_mask, input_mask, use_input_mask,
-                 recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
-                 steps, gates, carries, cells, recurrent_inputs, y):
-    """An LSTM over the whole sequence.
-
-    x: (B, T, F); kernel: (F, 4U); recurrent_kernel: (U, 4U); bias: (4U,)
-    (read when ``use_bias``); h0, c0: (B, U) initial states; mask: (B, T);
-    input_mask: (B, F); recurrent_mask: (B, U) (each read only when its
-    ``use_`` flag is set). State: steps (T, B, F), gates (T, B, 4U) (the
-    activated gates i, f, c, o), carries and cells (T + 1, B, U) (h_t and
-    c_t, index 0 the initial state), recurrent_inputs (T, B, U) (see the
-    module doc). Output y: (B, T, U) for the
-    sequence or (B, 1, U) for the last output.
-    """
+def _lstm_forward_task(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_mask, input_mask,
+                       use_input_mask, recurrent_mask, use_recurrent_mask, go_backwards, activation,
+                       recurrent_activation, steps, gates, carries, cells, recurrent_inputs, y):
+    """``lstm_forward`` for one task's rows, its state arrays time-major."""
     timesteps = steps.shape[0]
     fast = _fast_path(steps, activation, recurrent_activation)
     _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries)
@@ -509,18 +559,11 @@ def _lstm_step_grads_fast(t, mask, use_mask, go_backwards, gates, cells, dy, dh,
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
-                  use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries, cells,
-                  recurrent_inputs, dy, dh_final, dc_final, use_state_grads, carry_grads,
-                  dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, dc0, need_initial_grads):
-    """Gradients of ``lstm_forward`` through time, from its state.
-
-    dy: like ``y``; dh_final, dc_final: (B, U) gradients of the final states
-    (read when ``use_state_grads``); carry_grads: (4, B, U) scratch. Writes
-    dkernel, drecurrent_kernel, dbias (when ``use_bias``), dx (B, T, F)
-    when ``need_dx`` and dh0, dc0 when ``need_initial_grads``. Overwrites
-    ``gates`` and ``steps``.
-    """
+def _lstm_backward_task(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
+                        recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation, steps,
+                        gates, carries, cells, recurrent_inputs, dy, dh_final, dc_final, use_state_grads,
+                        carry_grads, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, dc0, need_initial_grads):
+    """``lstm_backward`` for one task's rows, into that task's weight gradients."""
     timesteps = steps.shape[0]
     fast = _fast_path(steps, activation, recurrent_activation)
     dh, dc, pending, through = carry_grads[0], carry_grads[1], carry_grads[2], carry_grads[3]
@@ -543,6 +586,81 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     _weight_grads(steps, kernel, gates, gates, source, _all_zero(carries[0]), input_mask, use_input_mask,
                   go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_mask, input_mask, use_input_mask,
+                 recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
+                 steps, gates, carries, cells, recurrent_inputs, y):
+    """An LSTM over the whole sequence, its batch split into tasks over
+    Numba's threads (see "Tasks" above).
+
+    x: (B, T, F); kernel: (F, 4U); recurrent_kernel: (U, 4U); bias: (4U,)
+    (read when ``use_bias``); h0, c0: (B, U) initial states; mask: (B, T);
+    input_mask: (B, F); recurrent_mask: (B, U) (each read only when its
+    ``use_`` flag is set). State, laid out task by task: steps (T, B, F),
+    gates (T, B, 4U) (the activated gates i, f, c, o), carries and cells
+    (T + 1, B, U) (h_t and c_t, index 0 the initial state; read the final
+    states with ``lstm_final_states``), recurrent_inputs (T, B, U) (see the
+    module doc). Output y: (B, T, U) for the sequence or (B, 1, U) for the
+    last output.
+    """
+    batch = x.shape[0]
+    tasks = _task_count(batch)
+    for task in prange(tasks):
+        first, last = _task_rows(batch, tasks, task)
+        _lstm_forward_task(
+            x[first:last], kernel, recurrent_kernel, bias, use_bias, h0[first:last], c0[first:last],
+            mask[first:last], use_mask, input_mask[first:last], use_input_mask, recurrent_mask[first:last],
+            use_recurrent_mask, go_backwards, activation, recurrent_activation, _task_block(steps, first, last),
+            _task_block(gates, first, last), _task_block(carries, first, last), _task_block(cells, first, last),
+            _task_block(recurrent_inputs, first, last), y[first:last],
+        )
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
+                  use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries, cells,
+                  recurrent_inputs, dy, dh_final, dc_final, use_state_grads, carry_grads, task_grads,
+                  dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, dc0, need_initial_grads):
+    """Gradients of ``lstm_forward`` through time, from its state.
+
+    dy: like ``y``; dh_final, dc_final: (B, U) gradients of the final states
+    (read when ``use_state_grads``); carry_grads: (4, B, U) scratch, laid
+    out task by task; task_grads: (tasks, (F + U + 1) * 4U) scratch for
+    each task's weight gradients, which are then added in task order. Writes dkernel, drecurrent_kernel, dbias
+    (when ``use_bias``), dx (B, T, F) when ``need_dx`` and dh0, dc0 when
+    ``need_initial_grads``. Overwrites ``gates`` and ``steps``.
+    """
+    batch = dy.shape[0]
+    tasks = _task_count(batch)
+    for task in prange(tasks):
+        first, last = _task_rows(batch, tasks, task)
+        task_dkernel, task_drecurrent, task_dbias = _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel,
+                                                                       dbias)
+        _lstm_backward_task(
+            kernel, recurrent_kernel, use_bias, mask[first:last], use_mask, input_mask[first:last], use_input_mask,
+            recurrent_mask[first:last], use_recurrent_mask, go_backwards, activation, recurrent_activation,
+            _task_block(steps, first, last), _task_block(gates, first, last), _task_block(carries, first, last),
+            _task_block(cells, first, last), _task_block(recurrent_inputs, first, last), dy[first:last],
+            dh_final[first:last], dc_final[first:last], use_state_grads, _task_block(carry_grads, first, last),
+            task_dkernel, task_drecurrent, task_dbias, dx[first:last], need_dx, dh0[first:last], dc0[first:last],
+            need_initial_grads,
+        )
+    _sum_task_grads(task_grads, tasks, dkernel, drecurrent_kernel, dbias, use_bias)
+
+
+@njit(cache=True, error_model="numpy")
+def lstm_final_states(carries, cells, h, c):
+    """The final states ``h``, ``c`` (B, U) from ``lstm_forward``'s state
+    (each task's last step)."""
+    batch = h.shape[0]
+    tasks = _task_count(batch)
+    for task in range(tasks):
+        first, last = _task_rows(batch, tasks, task)
+        block_h, block_c = _task_block(carries, first, last), _task_block(cells, first, last)
+        h[first:last] = block_h[block_h.shape[0] - 1]
+        c[first:last] = block_c[block_c.shape[0] - 1]
 
 
 @njit(cache=True, error_model="numpy")

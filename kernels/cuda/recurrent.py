@@ -34,6 +34,7 @@ from nkeras.kernels.cpu.recurrent import (
     _lstm_output_grads,
     _lstm_state,
 )
+from nkeras.kernels.cuda.array import copy_into
 from nkeras.kernels.cuda.dense import _launch_gemm
 from nkeras.kernels.cuda.launch import THREADS, blocks
 
@@ -305,9 +306,11 @@ def _lstm_backward_loop(recurrent_kernel, mask, use_mask, recurrent_mask, use_re
 
 def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
                   use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries, cells,
-                  recurrent_inputs, dy, dh_final, dc_final, use_state_grads, carry_grads,
+                  recurrent_inputs, dy, dh_final, dc_final, use_state_grads, carry_grads, task_grads,
                   dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, dc0, need_initial_grads):
-    """Gradients of ``lstm_forward`` through time, as the CPU twin."""
+    """Gradients of ``lstm_forward`` through time, as the CPU twin. The
+    state is time-major here (one block per batch row runs the loop), so
+    ``task_grads``, the CPU's scratch for its tasks, is not used."""
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     units = carries.shape[2]
     _lstm_backward_loop[steps.shape[1], _row_threads(units)](
@@ -320,6 +323,13 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
         _column_sums[blocks(dbias.size), THREADS](_flat(gates), dbias)
     _weight_grads(steps, kernel, gates, gates, source, input_mask, use_input_mask, go_backwards,
                   dkernel, drecurrent_kernel, dx, need_dx)
+
+
+def lstm_final_states(carries, cells, h, c):
+    """The final states ``h``, ``c`` (B, U): step ``T`` of the time-major state."""
+    timesteps = carries.shape[0] - 1
+    copy_into(h, carries[timesteps])
+    copy_into(c, cells[timesteps])
 
 
 # ---- GRU ----------------------------------------------------------------------------

@@ -225,10 +225,8 @@ class BaseConv(_ConvBase):
         )
         return (input_shape[0],) + spatial + (self.filters,)
 
-    @property
-    def parallel_kernels(self):
-        """The Winograd CPU kernels split the batch over Numba's threads
-        (the plan then holds BLAS to one thread: docs/architecture.md)."""
+    def parallel_kernels(self, input_shapes):
+        """The Winograd CPU kernels split the batch over Numba's threads."""
         return self._uses_winograd()
 
     def _uses_winograd(self):

@@ -269,6 +269,12 @@ class Layer:
     def state_shapes(self, input_shapes, training):
         return {}
 
+    def parallel_kernels(self, input_shapes):
+        """Whether this layer's CPU kernels split their work over Numba's
+        threads at these input shapes; a plan with such a step holds BLAS to
+        one thread (docs/architecture.md, "Threads")."""
+        return False
+
     def make_state(self, device, inputs, outputs, training):
         """The per-node state the plan keeps for this layer: by default a
         zero-filled buffer per ``state_shapes`` entry."""

@@ -12,6 +12,7 @@ import numpy as np
 
 from nkeras import activations, initializers
 from nkeras.kernels.codes import LINEAR, RELU, SIGMOID, TANH
+from nkeras.kernels.cpu.recurrent import TASK_ROWS
 from nkeras.layers.core import _reject_unsupported, _serialize_initializer
 from nkeras.layers.layer import Layer
 from nkeras.random import draw_seed
@@ -199,7 +200,7 @@ class _RNN(Layer):
             "carries": (timesteps + 1, batch, units),
             "zeros": (batch, units),
         }
-        state.update(self._cell_state_shapes(timesteps, batch, training))
+        state.update(self._cell_state_shapes(timesteps, batch, features, training))
         if training:
             state["carry_grads"] = (self._state_count + 2, batch, units)
             if self.dropout > 0:
@@ -213,7 +214,7 @@ class _RNN(Layer):
             state["reversed_mask"] = (batch, timesteps)
         return state
 
-    def _cell_state_shapes(self, timesteps, batch, training):
+    def _cell_state_shapes(self, timesteps, batch, features, training):
         return {}
 
     def _masks(self, ctx, state):
@@ -251,12 +252,11 @@ class _RNN(Layer):
                           self._output_view(outputs[0]))
         self._zero_padded_steps(ctx, state, outputs[0])
         if self.return_state:
-            timesteps = state["carries"].shape[0] - 1
-            for output, states in zip(outputs[1:], self._final_state_sources(state)):
-                ctx.ops.copy_into(output, states[timesteps])
+            self._copy_final_states(ctx, state, outputs[1:])
 
-    def _final_state_sources(self, state):
-        return [state["carries"]]
+    def _copy_final_states(self, ctx, state, outputs):
+        carries = state["carries"]
+        ctx.ops.copy_into(outputs[0], carries[carries.shape[0] - 1])
 
     def _zero_padded_steps(self, ctx, state, sequence):
         """With ``zero_output_for_mask``, ``sequence *= mask`` per step, in
@@ -427,11 +427,21 @@ class LSTM(_RNN):
             return _ForgetBiasOnes(self.bias_initializer, self.units)
         return self.bias_initializer
 
-    def _cell_state_shapes(self, timesteps, batch, training):
-        return {"cells": (timesteps + 1, batch, self.units)}
+    def _cell_state_shapes(self, timesteps, batch, features, training):
+        state = {"cells": (timesteps + 1, batch, self.units)}
+        if training:
+            # Each CPU task's weight gradients, added after the time loops.
+            tasks = max(1, -(-batch // TASK_ROWS))
+            state["task_grads"] = (tasks, (features + self.units + 1) * 4 * self.units)
+        return state
 
-    def _final_state_sources(self, state):
-        return [state["carries"], state["cells"]]
+    def parallel_kernels(self, input_shapes):
+        """The CPU kernels split a batch of more than ``TASK_ROWS`` rows over
+        Numba's threads (docs/recurrent.md)."""
+        return input_shapes[0][0] > TASK_ROWS
+
+    def _copy_final_states(self, ctx, state, outputs):
+        ctx.ops.lstm_final_states(state["carries"], state["cells"], outputs[0], outputs[1])
 
     def _run_forward(self, ctx, x, initial, flags, state, recurrent_inputs, y):
         ctx.ops.lstm_forward(x, self.kernel.value, self.recurrent_kernel.value, self._bias(state), self.use_bias,
@@ -442,7 +452,8 @@ class LSTM(_RNN):
                       initial_grads, need_initial):
         ctx.ops.lstm_backward(*common, self._activation_code, self._recurrent_code, state["steps"], state["gates"],
                               state["carries"], state["cells"], recurrent_inputs, dy, state_grads[0], state_grads[1],
-                              use_state_grads, state["carry_grads"], *grads, initial_grads[0], initial_grads[1],
+                              use_state_grads, state["carry_grads"], state["task_grads"], *grads, initial_grads[0],
+                              initial_grads[1],
                               need_initial)
 
     def get_config(self):
@@ -510,7 +521,7 @@ class GRU(_RNN):
     def _bias_shape(self):
         return (2, 3 * self.units)
 
-    def _cell_state_shapes(self, timesteps, batch, training):
+    def _cell_state_shapes(self, timesteps, batch, features, training):
         state = {"candidates": (timesteps, batch, self.units)}
         if training:
             state["recurrent_grads"] = (timesteps, batch, 3 * self.units)

@@ -147,6 +147,9 @@ class TimeDistributed(Layer):
     def _step_array_shape(shape):
         return (shape[0] * shape[1],) + tuple(shape[2:])
 
+    def parallel_kernels(self, input_shapes):
+        return self.layer.parallel_kernels([self._step_array_shape(s) for s in input_shapes])
+
     def make_state(self, device, inputs, outputs, training):
         return self.layer.make_state(
             device, [self._steps(a) for a in inputs], [self._steps(a) for a in outputs], training
@@ -401,6 +404,9 @@ class Bidirectional(Layer):
                 own_state["mask"] = state["mask"]
             directions.append(([sequence] + own_initial, [own_output] + own_states, own_state))
         return directions
+
+    def parallel_kernels(self, input_shapes):
+        return any(inner.parallel_kernels(input_shapes[:1]) for inner in (self.forward_layer, self.backward_layer))
 
     def make_state(self, device, inputs, outputs, training):
         output_shape = (inputs[0].shape[0],) + tuple(self._direction_shapes(
