@@ -11,6 +11,7 @@ import nkeras as keras
 from devices import assert_trains_alike_on_both_devices
 from nkeras.backend import get_device
 from nkeras.graph import ExecutionContext
+from nkeras.kernels.cpu.recurrent import TASK_ROWS
 from nkeras.layers import GRU, LSTM, SimpleRNN
 from tests.gradcheck import numerical_grad
 
@@ -82,9 +83,12 @@ def test_gradients_with_dropout_masks(name, float64, rng):
 @pytest.mark.parametrize("name", list(LAYERS))
 @pytest.mark.parametrize("options", [{}, {"return_sequences": True, "return_state": True},
                                      {"go_backwards": True, "return_sequences": True}])
-def test_forward_weights_and_config_match_keras(name, options, real_keras, rng):
-    x = rng.standard_normal((3, 5, 4)).astype("float32")
-    mask = np.array([[1, 1, 0, 1, 1], [1, 1, 1, 0, 0], [0, 1, 1, 1, 1]], bool)
+# The CPU LSTM splits a batch of more than TASK_ROWS rows into tasks.
+@pytest.mark.parametrize("batch", [3, TASK_ROWS + 6])
+def test_forward_weights_and_config_match_keras(name, options, batch, real_keras, rng):
+    x = rng.standard_normal((batch, 5, 4)).astype("float32")
+    mask = rng.random((batch, 5)) > 0.3
+    mask[:3] = [[1, 1, 0, 1, 1], [1, 1, 1, 0, 0], [0, 1, 1, 1, 1]]
     theirs = getattr(real_keras.layers, name)(3, **options)
     theirs.build((None, 5, 4))
     ours = LAYERS[name](3, **options)
