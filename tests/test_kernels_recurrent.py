@@ -131,11 +131,10 @@ class Case:
         else:
             ops.simple_rnn_forward(x, kernel, recurrent_kernel, bias, self.use_bias, initial[0], *flags,
                                    self.activation, steps, gates, carries, recurrent_inputs, y)
-        if self.cell == "lstm":
-            states = [np.zeros((batch, units), dtype), np.zeros((batch, units), dtype)]
-            ops.lstm_final_states(carries, cells, *states)
-        else:
-            states = [carries[-1].copy()]
+        states = []
+        for source in [carries, cells] if self.cell == "lstm" else [carries]:
+            states.append(np.zeros((batch, units), dtype))
+            ops.final_state(source, states[-1])
 
         grads = {"kernel": np.zeros_like(kernel), "recurrent_kernel": np.zeros_like(recurrent_kernel),
                  "bias": np.zeros_like(bias), "x": np.zeros_like(x)}
@@ -145,17 +144,19 @@ class Case:
         common = (kernel, recurrent_kernel, self.use_bias, mask, self.masked, input_mask, self.dropout,
                   recurrent_mask, self.dropout, self.go_backwards, self.activation)
         outs = (grads["kernel"], grads["recurrent_kernel"], grads["bias"], grads["x"], True)
+        task_grads = np.zeros((-(-batch // TASK_ROWS), kernel.size + recurrent_kernel.size + bias.size), dtype)
         if self.cell == "lstm":
             ops.lstm_backward(*common, self.recurrent_activation, steps, gates, carries, cells, recurrent_inputs, dy,
                               d_states[0], d_states[1], self.state_grads, np.zeros((4, batch, units), dtype),
-                              np.zeros((-(-batch // TASK_ROWS), (features + units + 1) * k * units), dtype), *outs, initial_grads[0], initial_grads[1], self.initial_grads)
+                              task_grads, *outs, initial_grads[0], initial_grads[1], self.initial_grads)
         elif self.cell == "gru":
             ops.gru_backward(*common, self.recurrent_activation, steps, gates, carries, cells[:-1], recurrent_inputs,
                              np.zeros_like(gates), dy, d_states[0], self.state_grads,
-                             np.zeros((3, batch, units), dtype), *outs, initial_grads[0], self.initial_grads)
+                             np.zeros((3, batch, units), dtype), task_grads, *outs, initial_grads[0],
+                             self.initial_grads)
         else:
             ops.simple_rnn_backward(*common, steps, gates, carries, recurrent_inputs, dy, d_states[0],
-                                    self.state_grads, np.zeros((3, batch, units), dtype), *outs,
+                                    self.state_grads, np.zeros((3, batch, units), dtype), task_grads, *outs,
                                     initial_grads[0], self.initial_grads)
         if self.initial_grads:
             grads.update({f"initial_{i}": g for i, g in enumerate(initial_grads)})
@@ -190,8 +191,8 @@ OPTIONS = [
 # (batch, timesteps, features, units): one of each, odd sizes, more units than features.
 CPU_SHAPES = [(1, 1, 1, 1), (3, 5, 4, 2), (2, 7, 3, 5)]
 CUDA_SHAPE = (2, 3, 3, 2)
-# The CPU LSTM splits a batch of more than TASK_ROWS rows into tasks: here 3
-# of 44, 44 and 43 rows.
+# The CPU kernels split a batch of more than TASK_ROWS rows into tasks: here
+# 3 of 44, 44 and 43 rows.
 TASKS_SHAPE = (2 * TASK_ROWS + 3, 3, 2, 3)
 
 
@@ -201,9 +202,8 @@ def _cases():
         for shape in CPU_SHAPES:
             for index, options in enumerate(OPTIONS):
                 params.append(pytest.param("cpu", cell, shape, options, id=f"cpu-{cell}-{shape}-{index}"))
-        if cell == "lstm":
-            for index, options in enumerate(OPTIONS):
-                params.append(pytest.param("cpu", cell, TASKS_SHAPE, options, id=f"cpu-{cell}-tasks-{index}"))
+        for index, options in enumerate(OPTIONS):
+            params.append(pytest.param("cpu", cell, TASKS_SHAPE, options, id=f"cpu-{cell}-tasks-{index}"))
         for index in (2, 5) if cell == "lstm" else (3,):
             params.append(pytest.param("cuda", cell, CUDA_SHAPE, OPTIONS[index], id=f"cuda-{cell}-{index}"))
     return params
@@ -250,9 +250,10 @@ def test_other_activations(device, cell, activation, recurrent_activation, rng):
         np.testing.assert_allclose(grads[name], want, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
+@pytest.mark.parametrize("cell", list(GATES))
 @pytest.mark.parametrize("options", [OPTIONS[4], OPTIONS[5]])
-def test_cpu_lstm_results_do_not_depend_on_the_thread_count(options, rng):
-    case = Case("lstm", rng, *TASKS_SHAPE, dtype=np.float32, **options)
+def test_cpu_results_do_not_depend_on_the_thread_count(cell, options, rng):
+    case = Case(cell, rng, *TASKS_SHAPE, dtype=np.float32, **options)
     one, every = at_one_and_all_threads(lambda: case.run(ops_for("cpu")))
     np.testing.assert_array_equal(one[0], every[0])
     for got, want in zip(one[1], every[1]):

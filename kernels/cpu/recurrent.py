@@ -186,7 +186,7 @@ def draw_dropout_mask(rate, seed, step, mask):
 
 # ---- tasks ---------------------------------------------------------------------------
 #
-# The LSTM splits its batch into tasks of at most TASK_ROWS rows, run in
+# Each layer splits its batch into tasks of at most TASK_ROWS rows, run in
 # ``prange``; each runs the whole sequence for its rows on a one-thread BLAS
 # (the plan holds BLAS to one thread: docs/architecture.md, "Threads"). The
 # split depends on the batch size alone, so the results do not depend on
@@ -223,7 +223,7 @@ def _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel, dbias):
     flat = task_grads[task]
     split, end = dkernel.size, dkernel.size + drecurrent_kernel.size
     return (flat[:split].reshape(dkernel.shape), flat[split:end].reshape(drecurrent_kernel.shape),
-            flat[end:end + dbias.size])
+            flat[end:end + dbias.size].reshape(dbias.shape))
 
 
 @njit(cache=True, error_model="numpy")
@@ -242,6 +242,18 @@ def _sum_task_grads(task_grads, tasks, dkernel, drecurrent_kernel, dbias, use_bi
             drecurrent_kernel += task_drecurrent
             if use_bias:
                 dbias += task_dbias
+
+
+@njit(cache=True, error_model="numpy")
+def final_state(states, out):
+    """A final state (B, U), ``h`` or ``c``, from a forward's state array
+    ``carries`` or ``cells`` (T + 1, B, U): each task's last step."""
+    batch = out.shape[0]
+    tasks = _task_count(batch)
+    for task in range(tasks):
+        first, last = _task_rows(batch, tasks, task)
+        block = _task_block(states, first, last)
+        out[first:last] = block[block.shape[0] - 1]
 
 
 @njit(cache=True, error_model="numpy")
@@ -601,7 +613,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_
     ``use_`` flag is set). State, laid out task by task: steps (T, B, F),
     gates (T, B, 4U) (the activated gates i, f, c, o), carries and cells
     (T + 1, B, U) (h_t and c_t, index 0 the initial state; read the final
-    states with ``lstm_final_states``), recurrent_inputs (T, B, U) (see the
+    states with ``final_state``), recurrent_inputs (T, B, U) (see the
     module doc). Output y: (B, T, U) for the sequence or (B, 1, U) for the
     last output.
     """
@@ -651,19 +663,6 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_final_states(carries, cells, h, c):
-    """The final states ``h``, ``c`` (B, U) from ``lstm_forward``'s state
-    (each task's last step)."""
-    batch = h.shape[0]
-    tasks = _task_count(batch)
-    for task in range(tasks):
-        first, last = _task_rows(batch, tasks, task)
-        block_h, block_c = _task_block(carries, first, last), _task_block(cells, first, last)
-        h[first:last] = block_h[block_h.shape[0] - 1]
-        c[first:last] = block_c[block_c.shape[0] - 1]
-
-
-@njit(cache=True, error_model="numpy")
 def _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, fast,
               gates, carries, candidates, y):
     """Step ``t`` after its recurrent GEMMs (z and r added into ``gates[t]``,
@@ -694,17 +693,10 @@ def _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recur
 
 
 @njit(cache=True, error_model="numpy")
-def gru_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
-                recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
-                steps, gates, carries, candidates, recurrent_inputs, y):
-    """A GRU (reset_after=True, Keras 3's default) over the whole sequence.
-
-    As ``lstm_forward`` with 3U gate columns (z, r, h) and no cell state;
-    bias: (2, 3U), the input and the recurrent bias. State ``gates`` ends as
-    the activated z, r and candidate; ``candidates`` (T, B, U) keeps each
-    step's recurrent candidate projection (bias included), which the reset
-    gate multiplies.
-    """
+def _gru_forward_task(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
+                      recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
+                      steps, gates, carries, candidates, recurrent_inputs, y):
+    """``gru_forward`` for one task's rows, its state arrays time-major."""
     timesteps = steps.shape[0]
     fast = _fast_path(steps, activation, recurrent_activation)
     _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries)
@@ -787,17 +779,11 @@ def _gru_step_grads_fast(t, mask, use_mask, go_backwards, gates, carries, candid
 
 
 @njit(cache=True, error_model="numpy")
-def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
-                 use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries,
-                 candidates, recurrent_inputs, recurrent_grads, dy, dh_final, use_state_grads, carry_grads,
-                 dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
-    """Gradients of ``gru_forward`` through time, from its state.
-
-    recurrent_grads: (T, B, 3U) scratch for the recurrent side's gate
-    gradients (they differ from the input side's in the candidate block,
-    by the reset gate); carry_grads: (3, B, U) scratch; dbias: (2, 3U).
-    Otherwise as ``lstm_backward``, without the cell state.
-    """
+def _gru_backward_task(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
+                       recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation, steps,
+                       gates, carries, candidates, recurrent_inputs, recurrent_grads, dy, dh_final, use_state_grads,
+                       carry_grads, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
+    """``gru_backward`` for one task's rows, into that task's weight gradients."""
     timesteps = steps.shape[0]
     dh, pending, through = carry_grads[0], carry_grads[1], carry_grads[2]
     _start_carry_grads(dh_final, use_state_grads, dh)
@@ -838,13 +824,10 @@ def _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation
 
 
 @njit(cache=True, error_model="numpy")
-def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
-                       recurrent_mask, use_recurrent_mask, go_backwards, activation,
-                       steps, gates, carries, recurrent_inputs, y):
-    """A fully connected RNN, ``h_t = act(x_t @ kernel + h_{t-1} @
-    recurrent_kernel + bias)``, over the whole sequence; as ``lstm_forward``
-    with U gate columns (``gates`` ends as each step's new hidden value)
-    and no cell state."""
+def _simple_rnn_forward_task(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask,
+                             use_input_mask, recurrent_mask, use_recurrent_mask, go_backwards, activation,
+                             steps, gates, carries, recurrent_inputs, y):
+    """``simple_rnn_forward`` for one task's rows, its state arrays time-major."""
     timesteps = steps.shape[0]
     fast = _fast_path(steps, activation, SIGMOID)
     _begin_sequence(x, kernel, h0, input_mask, use_input_mask, go_backwards, steps, gates, carries)
@@ -861,12 +844,11 @@ def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, us
 
 
 @njit(cache=True, error_model="numpy")
-def simple_rnn_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
-                        recurrent_mask, use_recurrent_mask, go_backwards, activation, steps, gates, carries,
-                        recurrent_inputs, dy, dh_final, use_state_grads, carry_grads,
-                        dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
-    """Gradients of ``simple_rnn_forward`` through time, from its state;
-    carry_grads: (3, B, U) scratch. Otherwise as ``lstm_backward``."""
+def _simple_rnn_backward_task(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
+                              recurrent_mask, use_recurrent_mask, go_backwards, activation, steps, gates, carries,
+                              recurrent_inputs, dy, dh_final, use_state_grads, carry_grads,
+                              dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
+    """``simple_rnn_backward`` for one task's rows, into that task's weight gradients."""
     timesteps, batch, _ = steps.shape
     units = carries.shape[2]
     dh, pending, through = carry_grads[0], carry_grads[1], carry_grads[2]
@@ -892,3 +874,105 @@ def simple_rnn_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, inpu
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     _weight_grads(steps, kernel, gates, gates, source, _all_zero(carries[0]), input_mask, use_input_mask,
                   go_backwards, dkernel, drecurrent_kernel, dx, need_dx)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def gru_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
+                recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation,
+                steps, gates, carries, candidates, recurrent_inputs, y):
+    """A GRU (reset_after=True, Keras 3's default) over the whole sequence,
+    in tasks as ``lstm_forward``.
+
+    As ``lstm_forward`` with 3U gate columns (z, r, h) and no cell state;
+    bias: (2, 3U), the input and the recurrent bias. State ``gates`` ends as
+    the activated z, r and candidate; ``candidates`` (T, B, U) keeps each
+    step's recurrent candidate projection (bias included), which the reset
+    gate multiplies.
+    """
+    batch = x.shape[0]
+    tasks = _task_count(batch)
+    for task in prange(tasks):
+        first, last = _task_rows(batch, tasks, task)
+        _gru_forward_task(
+            x[first:last], kernel, recurrent_kernel, bias, use_bias, h0[first:last], mask[first:last], use_mask,
+            input_mask[first:last], use_input_mask, recurrent_mask[first:last], use_recurrent_mask, go_backwards,
+            activation, recurrent_activation, _task_block(steps, first, last), _task_block(gates, first, last),
+            _task_block(carries, first, last), _task_block(candidates, first, last),
+            _task_block(recurrent_inputs, first, last), y[first:last],
+        )
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
+                 use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries,
+                 candidates, recurrent_inputs, recurrent_grads, dy, dh_final, use_state_grads, carry_grads,
+                 task_grads, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
+    """Gradients of ``gru_forward`` through time, from its state.
+
+    recurrent_grads: (T, B, 3U) scratch for the recurrent side's gate
+    gradients (they differ from the input side's in the candidate block,
+    by the reset gate); carry_grads: (3, B, U) scratch; task_grads: (tasks,
+    (F + U) * 3U + 6U) scratch; dbias: (2, 3U). Otherwise as
+    ``lstm_backward``, without the cell state.
+    """
+    batch = dy.shape[0]
+    tasks = _task_count(batch)
+    for task in prange(tasks):
+        first, last = _task_rows(batch, tasks, task)
+        task_dkernel, task_drecurrent, task_dbias = _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel,
+                                                                       dbias)
+        _gru_backward_task(
+            kernel, recurrent_kernel, use_bias, mask[first:last], use_mask, input_mask[first:last], use_input_mask,
+            recurrent_mask[first:last], use_recurrent_mask, go_backwards, activation, recurrent_activation,
+            _task_block(steps, first, last), _task_block(gates, first, last), _task_block(carries, first, last),
+            _task_block(candidates, first, last), _task_block(recurrent_inputs, first, last),
+            _task_block(recurrent_grads, first, last), dy[first:last], dh_final[first:last], use_state_grads,
+            _task_block(carry_grads, first, last), task_dkernel, task_drecurrent, task_dbias, dx[first:last],
+            need_dx, dh0[first:last], need_initial_grads,
+        )
+    _sum_task_grads(task_grads, tasks, dkernel, drecurrent_kernel, dbias, use_bias)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask, input_mask, use_input_mask,
+                       recurrent_mask, use_recurrent_mask, go_backwards, activation,
+                       steps, gates, carries, recurrent_inputs, y):
+    """A fully connected RNN, ``h_t = act(x_t @ kernel + h_{t-1} @
+    recurrent_kernel + bias)``, over the whole sequence; as ``lstm_forward``
+    with U gate columns (``gates`` ends as each step's new hidden value)
+    and no cell state."""
+    batch = x.shape[0]
+    tasks = _task_count(batch)
+    for task in prange(tasks):
+        first, last = _task_rows(batch, tasks, task)
+        _simple_rnn_forward_task(
+            x[first:last], kernel, recurrent_kernel, bias, use_bias, h0[first:last], mask[first:last], use_mask,
+            input_mask[first:last], use_input_mask, recurrent_mask[first:last], use_recurrent_mask, go_backwards,
+            activation, _task_block(steps, first, last), _task_block(gates, first, last),
+            _task_block(carries, first, last), _task_block(recurrent_inputs, first, last), y[first:last],
+        )
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def simple_rnn_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
+                        recurrent_mask, use_recurrent_mask, go_backwards, activation, steps, gates, carries,
+                        recurrent_inputs, dy, dh_final, use_state_grads, carry_grads, task_grads,
+                        dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
+    """Gradients of ``simple_rnn_forward`` through time, from its state;
+    carry_grads: (3, B, U) scratch; task_grads: (tasks, (F + U + 1) * U)
+    scratch. Otherwise as ``lstm_backward``."""
+    batch = dy.shape[0]
+    tasks = _task_count(batch)
+    for task in prange(tasks):
+        first, last = _task_rows(batch, tasks, task)
+        task_dkernel, task_drecurrent, task_dbias = _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel,
+                                                                       dbias)
+        _simple_rnn_backward_task(
+            kernel, recurrent_kernel, use_bias, mask[first:last], use_mask, input_mask[first:last], use_input_mask,
+            recurrent_mask[first:last], use_recurrent_mask, go_backwards, activation,
+            _task_block(steps, first, last), _task_block(gates, first, last), _task_block(carries, first, last),
+            _task_block(recurrent_inputs, first, last), dy[first:last], dh_final[first:last], use_state_grads,
+            _task_block(carry_grads, first, last), task_dkernel, task_drecurrent, task_dbias, dx[first:last],
+            need_dx, dh0[first:last], need_initial_grads,
+        )
+    _sum_task_grads(task_grads, tasks, dkernel, drecurrent_kernel, dbias, use_bias)

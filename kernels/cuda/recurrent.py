@@ -325,11 +325,9 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
                   dkernel, drecurrent_kernel, dx, need_dx)
 
 
-def lstm_final_states(carries, cells, h, c):
-    """The final states ``h``, ``c`` (B, U): step ``T`` of the time-major state."""
-    timesteps = carries.shape[0] - 1
-    copy_into(h, carries[timesteps])
-    copy_into(c, cells[timesteps])
+def final_state(states, out):
+    """A final state (B, U): step ``T`` of the time-major ``states``."""
+    copy_into(out, states[states.shape[0] - 1])
 
 
 # ---- GRU ----------------------------------------------------------------------------
@@ -427,8 +425,9 @@ def _gru_backward_loop(recurrent_kernel, mask, use_mask, recurrent_mask, use_rec
 def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
                  use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries,
                  candidates, recurrent_inputs, recurrent_grads, dy, dh_final, use_state_grads, carry_grads,
-                 dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
-    """Gradients of ``gru_forward`` through time, as the CPU twin."""
+                 task_grads, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
+    """Gradients of ``gru_forward`` through time, as the CPU twin
+    (``task_grads`` unused, as in ``lstm_backward``)."""
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     _gru_backward_loop[steps.shape[1], _row_threads(carries.shape[2])](
         recurrent_kernel, mask, bool(use_mask), recurrent_mask, bool(use_recurrent_mask), bool(go_backwards),
@@ -507,9 +506,10 @@ def _simple_rnn_backward_loop(recurrent_kernel, mask, use_mask, recurrent_mask, 
 
 def simple_rnn_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
                         recurrent_mask, use_recurrent_mask, go_backwards, activation, steps, gates, carries,
-                        recurrent_inputs, dy, dh_final, use_state_grads, carry_grads,
+                        recurrent_inputs, dy, dh_final, use_state_grads, carry_grads, task_grads,
                         dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
-    """Gradients of ``simple_rnn_forward`` through time, as the CPU twin."""
+    """Gradients of ``simple_rnn_forward`` through time, as the CPU twin
+    (``task_grads`` unused, as in ``lstm_backward``)."""
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     _simple_rnn_backward_loop[steps.shape[1], _row_threads(carries.shape[2])](
         recurrent_kernel, mask, bool(use_mask), recurrent_mask, bool(use_recurrent_mask), bool(go_backwards),

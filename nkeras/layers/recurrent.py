@@ -203,6 +203,9 @@ class _RNN(Layer):
         state.update(self._cell_state_shapes(timesteps, batch, features, training))
         if training:
             state["carry_grads"] = (self._state_count + 2, batch, units)
+            # Each CPU task's weight gradients, added after the time loops.
+            weights = (features + units) * columns + int(np.prod(self._bias_shape()))
+            state["task_grads"] = (max(1, -(-batch // TASK_ROWS)), weights)
             if self.dropout > 0:
                 state["input_mask"] = (batch, features)
             if self.recurrent_dropout > 0:
@@ -252,11 +255,16 @@ class _RNN(Layer):
                           self._output_view(outputs[0]))
         self._zero_padded_steps(ctx, state, outputs[0])
         if self.return_state:
-            self._copy_final_states(ctx, state, outputs[1:])
+            for output, states in zip(outputs[1:], self._final_state_sources(state)):
+                ctx.ops.final_state(states, output)
 
-    def _copy_final_states(self, ctx, state, outputs):
-        carries = state["carries"]
-        ctx.ops.copy_into(outputs[0], carries[carries.shape[0] - 1])
+    def _final_state_sources(self, state):
+        return [state["carries"]]
+
+    def parallel_kernels(self, input_shapes):
+        """The CPU kernels split a batch of more than ``TASK_ROWS`` rows over
+        Numba's threads (docs/recurrent.md)."""
+        return input_shapes[0][0] > TASK_ROWS
 
     def _zero_padded_steps(self, ctx, state, sequence):
         """With ``zero_output_for_mask``, ``sequence *= mask`` per step, in
@@ -368,7 +376,7 @@ class SimpleRNN(_RNN):
                       initial_grads, need_initial):
         ctx.ops.simple_rnn_backward(*common, self._activation_code, state["steps"], state["gates"], state["carries"],
                                     recurrent_inputs, dy, state_grads[0], use_state_grads, state["carry_grads"],
-                                    *grads, initial_grads[0], need_initial)
+                                    state["task_grads"], *grads, initial_grads[0], need_initial)
 
 
 class LSTM(_RNN):
@@ -428,20 +436,10 @@ class LSTM(_RNN):
         return self.bias_initializer
 
     def _cell_state_shapes(self, timesteps, batch, features, training):
-        state = {"cells": (timesteps + 1, batch, self.units)}
-        if training:
-            # Each CPU task's weight gradients, added after the time loops.
-            tasks = max(1, -(-batch // TASK_ROWS))
-            state["task_grads"] = (tasks, (features + self.units + 1) * 4 * self.units)
-        return state
+        return {"cells": (timesteps + 1, batch, self.units)}
 
-    def parallel_kernels(self, input_shapes):
-        """The CPU kernels split a batch of more than ``TASK_ROWS`` rows over
-        Numba's threads (docs/recurrent.md)."""
-        return input_shapes[0][0] > TASK_ROWS
-
-    def _copy_final_states(self, ctx, state, outputs):
-        ctx.ops.lstm_final_states(state["carries"], state["cells"], outputs[0], outputs[1])
+    def _final_state_sources(self, state):
+        return [state["carries"], state["cells"]]
 
     def _run_forward(self, ctx, x, initial, flags, state, recurrent_inputs, y):
         ctx.ops.lstm_forward(x, self.kernel.value, self.recurrent_kernel.value, self._bias(state), self.use_bias,
@@ -536,8 +534,8 @@ class GRU(_RNN):
                       initial_grads, need_initial):
         ctx.ops.gru_backward(*common, self._activation_code, self._recurrent_code, state["steps"], state["gates"],
                              state["carries"], state["candidates"], recurrent_inputs, state["recurrent_grads"], dy,
-                             state_grads[0], use_state_grads, state["carry_grads"], *grads, initial_grads[0],
-                             need_initial)
+                             state_grads[0], use_state_grads, state["carry_grads"], state["task_grads"], *grads,
+                             initial_grads[0], need_initial)
 
     def get_config(self):
         return {
