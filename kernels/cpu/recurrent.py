@@ -1,7 +1,8 @@
 """Recurrent layer kernels (SimpleRNN, LSTM, GRU): the whole sequence in one
-call per direction.
+call per direction, the batch split into tasks over Numba's threads (see
+"Tasks" below).
 
-Every op works time-major inside: ``steps`` (timesteps, batch, features)
+Each task works time-major inside: ``steps`` (timesteps, batch, features)
 holds the inputs in processing order (reversed when ``go_backwards``, times
 the input dropout mask when one is used), so that
 
