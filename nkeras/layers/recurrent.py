@@ -200,7 +200,7 @@ class _RNN(Layer):
             "carries": (timesteps + 1, batch, units),
             "zeros": (batch, units),
         }
-        state.update(self._cell_state_shapes(timesteps, batch, features, training))
+        state.update(self._cell_state_shapes(timesteps, batch, training))
         if training:
             state["carry_grads"] = (self._state_count + 2, batch, units)
             # Each CPU task's weight gradients, added after the time loops.
@@ -217,7 +217,7 @@ class _RNN(Layer):
             state["reversed_mask"] = (batch, timesteps)
         return state
 
-    def _cell_state_shapes(self, timesteps, batch, features, training):
+    def _cell_state_shapes(self, timesteps, batch, training):
         return {}
 
     def _masks(self, ctx, state):
@@ -435,7 +435,7 @@ class LSTM(_RNN):
             return _ForgetBiasOnes(self.bias_initializer, self.units)
         return self.bias_initializer
 
-    def _cell_state_shapes(self, timesteps, batch, features, training):
+    def _cell_state_shapes(self, timesteps, batch, training):
         return {"cells": (timesteps + 1, batch, self.units)}
 
     def _final_state_sources(self, state):
@@ -451,8 +451,7 @@ class LSTM(_RNN):
         ctx.ops.lstm_backward(*common, self._activation_code, self._recurrent_code, state["steps"], state["gates"],
                               state["carries"], state["cells"], recurrent_inputs, dy, state_grads[0], state_grads[1],
                               use_state_grads, state["carry_grads"], state["task_grads"], *grads, initial_grads[0],
-                              initial_grads[1],
-                              need_initial)
+                              initial_grads[1], need_initial)
 
     def get_config(self):
         return {
@@ -519,7 +518,7 @@ class GRU(_RNN):
     def _bias_shape(self):
         return (2, 3 * self.units)
 
-    def _cell_state_shapes(self, timesteps, batch, features, training):
+    def _cell_state_shapes(self, timesteps, batch, training):
         state = {"candidates": (timesteps, batch, self.units)}
         if training:
             state["recurrent_grads"] = (timesteps, batch, 3 * self.units)
