@@ -641,9 +641,10 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
     dy: like ``y``; dh_final, dc_final: (B, U) gradients of the final states
     (read when ``use_state_grads``); carry_grads: (4, B, U) scratch, laid
     out task by task; task_grads: (tasks, (F + U + 1) * 4U) scratch for
-    each task's weight gradients, which are then added in task order. Writes dkernel, drecurrent_kernel, dbias
-    (when ``use_bias``), dx (B, T, F) when ``need_dx`` and dh0, dc0 when
-    ``need_initial_grads``. Overwrites ``gates`` and ``steps``.
+    each task's weight gradients, which are then added in task order.
+    Writes dkernel, drecurrent_kernel, dbias (when ``use_bias``), dx (B, T,
+    F) when ``need_dx`` and dh0, dc0 when ``need_initial_grads``.
+    Overwrites ``gates`` and ``steps``.
     """
     batch = dy.shape[0]
     tasks = _task_count(batch)
