@@ -37,6 +37,7 @@ from nkeras.kernels.codes import LINEAR, RELU
 from nkeras.kernels.cpu.activation import activation_backward, activation_forward
 from nkeras.kernels.cpu.blas import _gemm
 from nkeras.kernels.cpu.dense import dense_forward
+from nkeras.kernels.cpu.tasks import _task_block
 
 # float32 constants keep float32 data in float32 (a Python float would promote
 # the arithmetic to float64); they are exact, and float64 data stays float64.
@@ -408,7 +409,7 @@ def conv2d_transpose_backward(x, w, z, y, dy, strides, dilation, padding, code, 
 # On the CPU the batch is split into tasks of ``_CHUNK`` samples run over
 # Numba's threads (``prange``), each calling a one-thread BLAS (the plan holds
 # BLAS to one thread around these kernels: docs/architecture.md, "Threads").
-# ``v`` and ``m`` are laid out task by task (``_chunk_planes``), so a task's
+# ``v`` and ``m`` are laid out task by task (``_chunk_planes``, kernels/cpu/tasks.py), so a task's
 # planes are contiguous; its tiles (36 x 144 x 64 floats of products for the
 # convnet's second block) then stay in the core's L2 cache between the GEMMs
 # and the transforms around them: in tasks of 16 samples the fused forward
@@ -431,12 +432,10 @@ def _chunk_samples(chunk, batch):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _chunk_planes(scratch, chunk, samples, tiles):
-    """Task ``chunk``'s block of a (36, batch * tiles, width) Winograd
-    buffer, as (36, samples * tiles, width)."""
-    width = scratch.shape[2]
-    start = 36 * chunk * _CHUNK * tiles * width
-    return scratch.reshape(scratch.size)[start:start + 36 * samples * tiles * width].reshape(36, samples * tiles, width)
+def _chunk_planes(scratch, start, stop, tiles):
+    """The block of samples ``[start, stop)`` of a (36, batch * tiles,
+    width) Winograd buffer laid out task by task, as (36, samples * tiles, width)."""
+    return _task_block(scratch, start * tiles, stop * tiles)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -775,8 +774,8 @@ def _task_products(x, padding, tiles_h, tiles_w, v, u, m, chunk):
     its samples' input tiles in ``v`` and ``m[k] = v[k] @ u[k]`` (``u`` the
     kernel's transform). Returns its first and last sample and its block of ``m``."""
     start, stop = _chunk_samples(chunk, x.shape[0])
-    v_chunk = _chunk_planes(v, chunk, stop - start, tiles_h * tiles_w)
-    m_chunk = _chunk_planes(m, chunk, stop - start, tiles_h * tiles_w)
+    v_chunk = _chunk_planes(v, start, stop, tiles_h * tiles_w)
+    m_chunk = _chunk_planes(m, start, stop, tiles_h * tiles_w)
     _input_tiles(x[start:stop], padding, tiles_h, tiles_w, v_chunk)
     for k in range(36):
         np.dot(v_chunk[k], u[k], m_chunk[k])
@@ -823,7 +822,7 @@ def conv2d_winograd_backward(z, y, dy, padding, code, alpha, padded, v, u, m, du
                      dz.reshape(rows, filters), db)
     for chunk in prange(_chunks(batch)):
         start, stop = _chunk_samples(chunk, batch)
-        _gradient_tiles(dz[start:stop], tiles_h, tiles_w, _chunk_planes(m, chunk, stop - start, tiles_h * tiles_w))
+        _gradient_tiles(dz[start:stop], tiles_h, tiles_w, _chunk_planes(m, start, stop, tiles_h * tiles_w))
     _winograd_gradients(padding, tiles_h, tiles_w, padded, v, u, m, du, dw, dx, need_dx)
 
 
@@ -838,15 +837,15 @@ def _winograd_gradients(padding, tiles_h, tiles_w, padded, v, u, m, du, dw, dx, 
     for k in prange(36):
         for chunk in range(chunks):
             start, stop = _chunk_samples(chunk, batch)
-            _gemm(_chunk_planes(v, chunk, stop - start, tiles)[k], _chunk_planes(m, chunk, stop - start, tiles)[k],
+            _gemm(_chunk_planes(v, start, stop, tiles)[k], _chunk_planes(m, start, stop, tiles)[k],
                   du[k], True, False, 0.0 if chunk == 0 else 1.0)
     _filter_gradient(du, dw)
     if not need_dx:
         return
     for chunk in prange(chunks):
         start, stop = _chunk_samples(chunk, batch)
-        v_chunk = _chunk_planes(v, chunk, stop - start, tiles)
-        m_chunk = _chunk_planes(m, chunk, stop - start, tiles)
+        v_chunk = _chunk_planes(v, start, stop, tiles)
+        m_chunk = _chunk_planes(m, start, stop, tiles)
         for k in range(36):
             np.dot(m_chunk[k], u[k].T, v_chunk[k])
         padded_chunk = padded[start:stop]

@@ -278,5 +278,5 @@ def conv2d_winograd_max_pool_backward(y, dy, argmax, padding, rectify, padded, v
     for chunk in prange(chunks):
         start, stop = _chunk_samples(chunk, batch)
         _pooled_gradient_tiles(dy[start:stop], argmax[start:stop], tiles_h, tiles_w,
-                               _chunk_planes(m, chunk, stop - start, tiles))
+                               _chunk_planes(m, start, stop, tiles))
     _winograd_gradients(padding, tiles_h, tiles_w, padded, v, u, m, du, dw, dx, need_dx)

@@ -53,6 +53,7 @@ from nkeras.kernels.codes import RELU, SIGMOID, TANH
 from nkeras.kernels.cpu.activation import _act
 from nkeras.kernels.cpu.blas import _gemm
 from nkeras.kernels.cpu.dropout import _dropout_constants, _uniform
+from nkeras.kernels.cpu.tasks import _task_block
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -191,10 +192,10 @@ def draw_dropout_mask(rate, seed, step, mask):
 # ``prange``; each runs the whole sequence for its rows on a one-thread BLAS
 # (the plan holds BLAS to one thread: docs/architecture.md, "Threads"). The
 # split depends on the batch size alone, so the results do not depend on
-# the thread count. A state array (leading, B, cols) holds one time-major
-# block (leading, rows, cols) per task, one after the other, so that a
-# task's GEMMs over all its steps read one contiguous matrix; with one
-# task (B <= TASK_ROWS) that is the time-major layout itself.
+# the thread count. A state array (leading, B, cols) is laid out task by
+# task (kernels/cpu/tasks.py): one time-major block (leading, rows, cols)
+# per task, so that a task's GEMMs over all its steps read one contiguous
+# matrix; with one task (B <= TASK_ROWS) that is the time-major layout.
 
 TASK_ROWS = 64
 
@@ -208,14 +209,6 @@ def _task_count(batch):
 def _task_rows(batch, tasks, task):
     """Rows ``[first, last)`` of ``task``: the batch in near-equal parts."""
     return batch * task // tasks, batch * (task + 1) // tasks
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _task_block(array, first, last):
-    """The block of rows ``[first, last)`` of a state array laid out task by task."""
-    leading, _, cols = array.shape
-    flat = array.reshape(array.size)
-    return flat[leading * cols * first:leading * cols * last].reshape(leading, last - first, cols)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
