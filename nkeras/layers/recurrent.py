@@ -206,6 +206,7 @@ class _RNN(Layer):
             # Each CPU task's weight gradients, added after the time loops.
             weights = (features + units) * columns + int(np.prod(self._bias_shape()))
             state["task_grads"] = (max(1, -(-batch // TASK_ROWS)), weights)
+            state["transposed_recurrent_kernel"] = (columns, units)
             if self.dropout > 0:
                 state["input_mask"] = (batch, features)
             if self.recurrent_dropout > 0:
@@ -376,7 +377,8 @@ class SimpleRNN(_RNN):
                       initial_grads, need_initial):
         ctx.ops.simple_rnn_backward(*common, self._activation_code, state["steps"], state["gates"], state["carries"],
                                     recurrent_inputs, dy, state_grads[0], use_state_grads, state["carry_grads"],
-                                    state["task_grads"], *grads, initial_grads[0], need_initial)
+                                    state["task_grads"], state["transposed_recurrent_kernel"], *grads,
+                                    initial_grads[0], need_initial)
 
 
 class LSTM(_RNN):
@@ -450,8 +452,9 @@ class LSTM(_RNN):
                       initial_grads, need_initial):
         ctx.ops.lstm_backward(*common, self._activation_code, self._recurrent_code, state["steps"], state["gates"],
                               state["carries"], state["cells"], recurrent_inputs, dy, state_grads[0], state_grads[1],
-                              use_state_grads, state["carry_grads"], state["task_grads"], *grads, initial_grads[0],
-                              initial_grads[1], need_initial)
+                              use_state_grads, state["carry_grads"], state["task_grads"],
+                              state["transposed_recurrent_kernel"], *grads, initial_grads[0], initial_grads[1],
+                              need_initial)
 
     def get_config(self):
         return {
@@ -533,8 +536,8 @@ class GRU(_RNN):
                       initial_grads, need_initial):
         ctx.ops.gru_backward(*common, self._activation_code, self._recurrent_code, state["steps"], state["gates"],
                              state["carries"], state["candidates"], recurrent_inputs, state["recurrent_grads"], dy,
-                             state_grads[0], use_state_grads, state["carry_grads"], state["task_grads"], *grads,
-                             initial_grads[0], need_initial)
+                             state_grads[0], use_state_grads, state["carry_grads"], state["task_grads"],
+                             state["transposed_recurrent_kernel"], *grads, initial_grads[0], need_initial)
 
     def get_config(self):
         return {
