@@ -307,13 +307,13 @@ def _lstm_backward_loop(recurrent_kernel, mask, use_mask, recurrent_mask, use_re
 def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
                   use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries, cells,
                   recurrent_inputs, dy, dh_final, dc_final, use_state_grads, carry_grads, task_grads,
-                  transposed_recurrent_kernel, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0, dc0,
-                  need_initial_grads):
+                  transposed_recurrent_kernel, joint_inputs, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0,
+                  dc0, need_initial_grads):
     """Gradients of ``lstm_forward`` through time, as the CPU twin. The
     state is time-major here (one block per batch row runs the loop), and
     each thread reads the recurrent kernel as stored, so the CPU's scratch
-    for its tasks and BLAS, ``task_grads`` and
-    ``transposed_recurrent_kernel``, is not used."""
+    for its tasks and BLAS, ``task_grads``, ``transposed_recurrent_kernel``
+    and ``joint_inputs``, is not used."""
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     units = carries.shape[2]
     _lstm_backward_loop[steps.shape[1], _row_threads(units)](
@@ -512,11 +512,11 @@ def _simple_rnn_backward_loop(recurrent_kernel, mask, use_mask, recurrent_mask, 
 def simple_rnn_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask,
                         recurrent_mask, use_recurrent_mask, go_backwards, activation, steps, gates, carries,
                         recurrent_inputs, dy, dh_final, use_state_grads, carry_grads, task_grads,
-                        transposed_recurrent_kernel, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0,
-                        need_initial_grads):
+                        transposed_recurrent_kernel, joint_inputs, dkernel, drecurrent_kernel, dbias, dx, need_dx,
+                        dh0, need_initial_grads):
     """Gradients of ``simple_rnn_forward`` through time, as the CPU twin
-    (``task_grads`` and ``transposed_recurrent_kernel`` unused, as in
-    ``lstm_backward``)."""
+    (``task_grads``, ``transposed_recurrent_kernel`` and ``joint_inputs``
+    unused, as in ``lstm_backward``)."""
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     _simple_rnn_backward_loop[steps.shape[1], _row_threads(carries.shape[2])](
         recurrent_kernel, mask, bool(use_mask), recurrent_mask, bool(use_recurrent_mask), bool(go_backwards),

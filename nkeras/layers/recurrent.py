@@ -51,6 +51,11 @@ class _RNN(Layer):
     _cell = None  # the kernels' prefix: "simple_rnn", "lstm" or "gru"
     _gate_count = 1
     _state_count = 1
+    # Whether the input and recurrent products share their gate gradients,
+    # so that the CPU backward takes both kernels' gradients in one GEMM
+    # over the "joint_inputs" scratch (all but the GRU, whose reset gate
+    # sets the recurrent candidate's apart).
+    _joint_weight_grads = True
 
     def __init__(self, units, activation, recurrent_activation, use_bias, kernel_initializer, recurrent_initializer,
                  bias_initializer, kernel_regularizer, recurrent_regularizer, bias_regularizer,
@@ -207,6 +212,8 @@ class _RNN(Layer):
             weights = (features + units) * columns + int(np.prod(self._bias_shape()))
             state["task_grads"] = (max(1, -(-batch // TASK_ROWS)), weights)
             state["transposed_recurrent_kernel"] = (columns, units)
+            if self._joint_weight_grads:
+                state["joint_inputs"] = (timesteps, batch, features + units)
             if self.dropout > 0:
                 state["input_mask"] = (batch, features)
             if self.recurrent_dropout > 0:
@@ -377,8 +384,8 @@ class SimpleRNN(_RNN):
                       initial_grads, need_initial):
         ctx.ops.simple_rnn_backward(*common, self._activation_code, state["steps"], state["gates"], state["carries"],
                                     recurrent_inputs, dy, state_grads[0], use_state_grads, state["carry_grads"],
-                                    state["task_grads"], state["transposed_recurrent_kernel"], *grads,
-                                    initial_grads[0], need_initial)
+                                    state["task_grads"], state["transposed_recurrent_kernel"],
+                                    state["joint_inputs"], *grads, initial_grads[0], need_initial)
 
 
 class LSTM(_RNN):
@@ -453,8 +460,8 @@ class LSTM(_RNN):
         ctx.ops.lstm_backward(*common, self._activation_code, self._recurrent_code, state["steps"], state["gates"],
                               state["carries"], state["cells"], recurrent_inputs, dy, state_grads[0], state_grads[1],
                               use_state_grads, state["carry_grads"], state["task_grads"],
-                              state["transposed_recurrent_kernel"], *grads, initial_grads[0], initial_grads[1],
-                              need_initial)
+                              state["transposed_recurrent_kernel"], state["joint_inputs"], *grads,
+                              initial_grads[0], initial_grads[1], need_initial)
 
     def get_config(self):
         return {
@@ -499,6 +506,7 @@ class GRU(_RNN):
 
     _cell = "gru"
     _gate_count = 3
+    _joint_weight_grads = False
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
