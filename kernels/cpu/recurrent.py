@@ -17,10 +17,13 @@ the input dropout mask when one is used), so that
   recurrent product apart, in ``candidates[t]``, for the reset gate;
 - the backward loop walks the steps in reverse, computing each step's gate
   gradients (written over ``gates[t]``) and adding the state gradient
-  through one GEMM with the transposed recurrent kernel; then the weight
-  gradients are ONE GEMM each over all steps: ``dkernel = steps^T dgates``,
-  ``drecurrent_kernel = recurrent_inputs^T dgates``, and ``dsteps = dgates
-  kernel^T`` (written over ``steps``) before it is scattered into ``dx``;
+  through one GEMM with the transposed recurrent kernel (copied once per
+  call into ``transposed_recurrent_kernel``); then the weight gradients
+  are ONE GEMM each over all steps: ``dkernel = steps^T dgates``,
+  ``drecurrent_kernel = recurrent_inputs^T dgates`` (for the LSTM and
+  SimpleRNN, ONE GEMM for both over ``joint_inputs``, the two side by
+  side), and ``dsteps = dgates kernel^T`` (written over ``steps``) before
+  it is scattered into ``dx``;
 - GEMMs whose result cannot matter are skipped: the first step's recurrent
   GEMM and its rows of ``drecurrent_kernel`` when the initial state is all
   zeros (the default), and the state gradient through the first step unless
