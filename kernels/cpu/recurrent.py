@@ -25,9 +25,10 @@ the input dropout mask when one is used), so that
   side), and ``dsteps = dgates kernel^T`` (written over ``steps``) before
   it is scattered into ``dx``;
 - GEMMs whose result cannot matter are skipped: the first step's recurrent
-  GEMM and its rows of ``drecurrent_kernel`` when the initial state is all
-  zeros (the default), and the state gradient through the first step unless
-  the initial state's gradient is asked for (2 of an LSTM's 57 GEMMs).
+  GEMM when the initial state is all zeros (the default; so are the GRU's
+  first-step rows of ``drecurrent_kernel``, while the joint GEMM keeps
+  them), and the state gradient through the first step unless the initial
+  state's gradient is asked for.
 
 So the backward reuses the forward's state buffers as scratch: call it once
 per forward.
