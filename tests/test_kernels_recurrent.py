@@ -147,7 +147,7 @@ class Case:
         task_grads = np.zeros((-(-batch // TASK_ROWS), kernel.size + recurrent_kernel.size + bias.size), dtype)
         # NaN: the backward must write all of its transpose scratch before reading it.
         transposed = np.full(recurrent_kernel.shape[::-1], np.nan, dtype)
-        joint_inputs = np.full((timesteps, batch, features + units), np.nan, dtype)
+        joint_inputs = np.full((features + units, timesteps * batch), np.nan, dtype)
         if self.cell == "lstm":
             ops.lstm_backward(*common, self.recurrent_activation, steps, gates, carries, cells, recurrent_inputs, dy,
                               d_states[0], d_states[1], self.state_grads, np.zeros((4, batch, units), dtype),
@@ -156,8 +156,8 @@ class Case:
         elif self.cell == "gru":
             ops.gru_backward(*common, self.recurrent_activation, steps, gates, carries, cells[:-1], recurrent_inputs,
                              np.zeros_like(gates), dy, d_states[0], self.state_grads,
-                             np.zeros((3, batch, units), dtype), task_grads, transposed, *outs, initial_grads[0],
-                             self.initial_grads)
+                             np.zeros((3, batch, units), dtype), task_grads, transposed, joint_inputs, *outs,
+                             initial_grads[0], self.initial_grads)
         else:
             ops.simple_rnn_backward(*common, steps, gates, carries, recurrent_inputs, dy, d_states[0],
                                     self.state_grads, np.zeros((3, batch, units), dtype), task_grads, transposed,

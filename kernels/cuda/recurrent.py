@@ -428,11 +428,11 @@ def _gru_backward_loop(recurrent_kernel, mask, use_mask, recurrent_mask, use_rec
 def gru_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask, use_input_mask, recurrent_mask,
                  use_recurrent_mask, go_backwards, activation, recurrent_activation, steps, gates, carries,
                  candidates, recurrent_inputs, recurrent_grads, dy, dh_final, use_state_grads, carry_grads,
-                 task_grads, transposed_recurrent_kernel, dkernel, drecurrent_kernel, dbias, dx, need_dx, dh0,
-                 need_initial_grads):
+                 task_grads, transposed_recurrent_kernel, joint_inputs, dkernel, drecurrent_kernel, dbias, dx,
+                 need_dx, dh0, need_initial_grads):
     """Gradients of ``gru_forward`` through time, as the CPU twin
-    (``task_grads`` and ``transposed_recurrent_kernel`` unused, as in
-    ``lstm_backward``)."""
+    (``task_grads``, ``transposed_recurrent_kernel`` and ``joint_inputs``
+    unused, as in ``lstm_backward``)."""
     source = _recurrent_source(carries, recurrent_inputs, use_recurrent_mask)
     _gru_backward_loop[steps.shape[1], _row_threads(carries.shape[2])](
         recurrent_kernel, mask, bool(use_mask), recurrent_mask, bool(use_recurrent_mask), bool(go_backwards),

@@ -51,11 +51,6 @@ class _RNN(Layer):
     _cell = None  # the kernels' prefix: "simple_rnn", "lstm" or "gru"
     _gate_count = 1
     _state_count = 1
-    # Whether the input and recurrent products share their gate gradients,
-    # so that the CPU backward takes both kernels' gradients in one GEMM
-    # over the "joint_inputs" scratch (all but the GRU, whose reset gate
-    # sets the recurrent candidate's apart).
-    _joint_weight_grads = True
 
     def __init__(self, units, activation, recurrent_activation, use_bias, kernel_initializer, recurrent_initializer,
                  bias_initializer, kernel_regularizer, recurrent_regularizer, bias_regularizer,
@@ -212,8 +207,7 @@ class _RNN(Layer):
             weights = (features + units) * columns + int(np.prod(self._bias_shape()))
             state["task_grads"] = (max(1, -(-batch // TASK_ROWS)), weights)
             state["transposed_recurrent_kernel"] = (columns, units)
-            if self._joint_weight_grads:
-                state["joint_inputs"] = (timesteps, batch, features + units)
+            state["joint_inputs"] = (features + units, timesteps * batch)
             if self.dropout > 0:
                 state["input_mask"] = (batch, features)
             if self.recurrent_dropout > 0:
@@ -506,7 +500,6 @@ class GRU(_RNN):
 
     _cell = "gru"
     _gate_count = 3
-    _joint_weight_grads = False
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
@@ -545,7 +538,8 @@ class GRU(_RNN):
         ctx.ops.gru_backward(*common, self._activation_code, self._recurrent_code, state["steps"], state["gates"],
                              state["carries"], state["candidates"], recurrent_inputs, state["recurrent_grads"], dy,
                              state_grads[0], use_state_grads, state["carry_grads"], state["task_grads"],
-                             state["transposed_recurrent_kernel"], *grads, initial_grads[0], need_initial)
+                             state["transposed_recurrent_kernel"], state["joint_inputs"], *grads, initial_grads[0],
+                             need_initial)
 
     def get_config(self):
         return {
