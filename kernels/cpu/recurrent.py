@@ -89,6 +89,15 @@ _Q2 = np.float32(0.02447375385782151)
 _Q3 = np.float32(0.00025385981570982266)
 _HALF = np.float32(0.5)
 
+# The per-step gate loops let LLVM fuse a multiply and an add into one FMA
+# (``contract`` alone of the fast-math flags: no reordering, no
+# approximations; one rounding instead of two). The vectorised tanh runs
+# 1.4x as fast so (a million float32 values: 362 -> 253 us, its largest
+# error 3.2e-7 -> 3.1e-7); an LSTM task's 28 steps (64 rows, 128 units)
+# went from 0.80-0.88 to 0.67-0.77 ms forward and from 0.39-0.48 to
+# 0.37-0.44 ms backward (medians of 8 alternating blocks of 20).
+_FMA = {"contract"}
+
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _tanh32(x):
@@ -481,7 +490,7 @@ def _add_recurrent_grads(gate_grads, transposed_recurrent_kernel, recurrent_mask
             dh[b, j] += through[b, j] * recurrent_mask[b, j]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=_FMA)
 def _activate_gates(t, b, start, stop, code, fast, candidate, bias, use_bias, gates):
     """``gates[t, b, k] = act(gates[t, b, k] (+ bias[k]))`` for ``k`` in
     ``[start, stop)``, with ``activation`` for the ``candidate`` block, else
@@ -506,7 +515,7 @@ def _activate_gates(t, b, start, stop, code, fast, candidate, bias, use_bias, ga
             row[k] = _act(row[k], code, 0.0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=_FMA)
 def _lstm_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, fast,
                gates, carries, cells, y):
     """Step ``t`` after its recurrent GEMM: bias, gate activations, new state, output."""
@@ -552,7 +561,7 @@ def _lstm_forward_task(x, kernel, recurrent_kernel, bias, use_bias, h0, c0, mask
                        gates, carries, cells, y)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=_FMA)
 def _lstm_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation,
                      gates, cells, dy, dh, dc, pending):
     """Step ``t``'s gate gradients (over ``gates[t]``); ``dc`` becomes step
@@ -583,7 +592,7 @@ def _lstm_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_acti
                 gates[t, b, k] = 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=_FMA)
 def _lstm_step_grads_fast(t, mask, use_mask, go_backwards, gates, cells, dy, dh, dc, pending):
     """``_lstm_step_grads`` for float32 with tanh and sigmoid (``_fast_path``):
     one loop over views of each gate block, indexed from 0, with the two
@@ -712,7 +721,7 @@ def lstm_backward(kernel, recurrent_kernel, use_bias, mask, use_mask, input_mask
     _sum_task_grads(task_grads, tasks, dkernel, drecurrent_kernel, dbias, use_bias)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=_FMA)
 def _gru_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, recurrent_activation, fast,
               gates, carries, candidates, y):
     """Step ``t`` after its recurrent GEMMs (z and r added into ``gates[t]``,
@@ -768,7 +777,7 @@ def _gru_forward_task(x, kernel, recurrent_kernel, bias, use_bias, h0, mask, use
                       gates, carries, candidates, y)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=_FMA)
 def _gru_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activation, gates, carries, candidates,
                     recurrent_grads, dy, dh, pending):
     """Step ``t``'s gate gradients: the input side's over ``gates[t]``, the
@@ -798,7 +807,7 @@ def _gru_step_grads(t, mask, use_mask, go_backwards, activation, recurrent_activ
                 recurrent_grads[t, b, k] = 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=_FMA)
 def _gru_step_grads_fast(t, mask, use_mask, go_backwards, gates, carries, candidates, recurrent_grads, dy, dh,
                          pending):
     """``_gru_step_grads`` for float32 with tanh and sigmoid (``_fast_path``),
@@ -860,7 +869,7 @@ def _gru_backward_task(kernel, transposed_recurrent_kernel, use_bias, mask, use_
                   use_input_mask, go_backwards, joint_inputs, dweights, dx, need_dx)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=_FMA)
 def _simple_rnn_step(t, bias, use_bias, mask, use_mask, go_backwards, activation, fast, gates, carries, y):
     timesteps, batch, _ = gates.shape
     units = carries.shape[2]
