@@ -225,15 +225,6 @@ def _task_rows(batch, tasks, task):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel, dbias):
-    """Views of row ``task`` of ``task_grads`` shaped as the three weight gradients."""
-    flat = task_grads[task]
-    split, end = dkernel.size, dkernel.size + drecurrent_kernel.size
-    return (flat[:split].reshape(dkernel.shape), flat[split:end].reshape(drecurrent_kernel.shape),
-            flat[end:end + dbias.size].reshape(dbias.shape))
-
-
-@njit(cache=True, error_model="numpy", inline="always")
 def _task_joint_grads(task_grads, task, dkernel, drecurrent_kernel, dbias):
     """Views of row ``task`` of ``task_grads``: the kernel's and the
     recurrent kernel's gradients stacked, (F + U, k * U), as
@@ -247,17 +238,17 @@ def _task_joint_grads(task_grads, task, dkernel, drecurrent_kernel, dbias):
 @njit(cache=True, error_model="numpy")
 def _sum_task_grads(task_grads, tasks, dkernel, drecurrent_kernel, dbias, use_bias):
     """The weight gradients: every task's, added in task order."""
+    features = dkernel.shape[0]
     for task in range(tasks):
-        task_dkernel, task_drecurrent, task_dbias = _task_weight_grads(task_grads, task, dkernel, drecurrent_kernel,
-                                                                       dbias)
+        task_dweights, task_dbias = _task_joint_grads(task_grads, task, dkernel, drecurrent_kernel, dbias)
         if task == 0:
-            dkernel[:] = task_dkernel
-            drecurrent_kernel[:] = task_drecurrent
+            dkernel[:] = task_dweights[:features]
+            drecurrent_kernel[:] = task_dweights[features:]
             if use_bias:
                 dbias[:] = task_dbias
         else:
-            dkernel += task_dkernel
-            drecurrent_kernel += task_drecurrent
+            dkernel += task_dweights[:features]
+            drecurrent_kernel += task_dweights[features:]
             if use_bias:
                 dbias += task_dbias
 
